@@ -1,0 +1,68 @@
+# kslim — Kubernetes-native compression for PaddlePaddle detection models.
+# `make help` lists the targets.
+
+SHELL := /usr/bin/env bash
+.SHELLFLAGS := -euo pipefail -c
+.DEFAULT_GOAL := help
+
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PYTEST_ARGS ?=
+TESTBIN = $(shell hack/testbin.sh --print 2>/dev/null)
+
+##@ General
+
+.PHONY: help
+help: ## Show this help.
+	@awk 'BEGIN {FS = ":.*##"; printf "\nUsage:\n  make \033[36m<target>\033[0m\n"} \
+	  /^[a-zA-Z_0-9-]+:.*?##/ { printf "  \033[36m%-18s\033[0m %s\n", $$1, $$2 } \
+	  /^##@/ { printf "\n\033[1m%s\033[0m\n", substr($$0, 5) }' $(MAKEFILE_LIST)
+
+##@ Quick start
+
+.PHONY: demo
+demo: venv ## Run the quick-start CompressionJob locally (no cluster) and print the result table.
+	$(VENV)/bin/kslim run examples/quickstart.yaml --output .kslim/demo
+
+.PHONY: test
+test: venv testbin tools lint ## Install what is missing, then run every test (lint, unit, control plane, e2e).
+	PATH="$(TESTBIN):$$PATH" $(PY) -m pytest $(PYTEST_ARGS)
+
+##@ Development
+
+.PHONY: venv
+venv: ## Create/refresh .venv (operator + runner + CPU Paddle + dev tools).
+	@hack/venv.sh
+
+.PHONY: testbin
+testbin: ## Build etcd, kube-apiserver, kube-controller-manager, kubectl and helm into the cache (once).
+	@hack/testbin.sh >/dev/null
+
+.PHONY: tools
+tools: ## Install promtool and prometheus (Debian package) for the metrics tests.
+	@hack/tools.sh
+
+.PHONY: lint
+lint: venv ## ruff (lint + format check) and mypy on the schema, operator and runner.
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy api/kslim_api operator/kslim_operator
+
+.PHONY: fmt
+fmt: venv ## Format and auto-fix the code.
+	$(VENV)/bin/ruff format .
+	$(VENV)/bin/ruff check --fix .
+
+.PHONY: unit
+unit: venv ## Only the tests that need no control plane.
+	$(PY) -m pytest -m "not cluster" $(PYTEST_ARGS)
+
+.PHONY: crds
+crds: venv ## Regenerate crds/ (and the Helm chart's copy) from the schema model.
+	$(PY) -m kslim_api.crdgen
+
+##@ Benchmarks (long runs live here, not in tests)
+
+.PHONY: bench-baseline
+bench-baseline: venv ## Train the YOLOv3-MobileNetV1 baseline for a fixed CPU budget; print AP and speed.
+	$(PY) bench/baseline.py
