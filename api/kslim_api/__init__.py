@@ -1,5 +1,25 @@
-"""kslim's API: the CompressionJob schema (pydantic), shared by the operator, the runner and the CLI."""
+"""kslim's API: the CompressionJob schema (pydantic), shared by the operator, the runner and the CLI.
 
-from kslim_api.v1alpha1 import API_VERSION, KIND, CompressionJob, CompressionJobSpec
+No Paddle import anywhere in this package.
+"""
 
-__all__ = ["API_VERSION", "KIND", "CompressionJob", "CompressionJobSpec"]
+from kslim_api.status import CompressionJobStatus, Condition, ConditionType, Phase, Stage
+from kslim_api.summary import strategy_summary
+from kslim_api.v1alpha1 import API_VERSION, KIND, CompressionJob, CompressionJobSpec, StrategyStep
+from kslim_api.validate import InvalidJobError, load_job
+
+__all__ = [
+    "API_VERSION",
+    "KIND",
+    "CompressionJob",
+    "CompressionJobSpec",
+    "CompressionJobStatus",
+    "Condition",
+    "ConditionType",
+    "InvalidJobError",
+    "Phase",
+    "Stage",
+    "StrategyStep",
+    "load_job",
+    "strategy_summary",
+]

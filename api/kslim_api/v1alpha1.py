@@ -5,15 +5,33 @@ and `kslim validate` / `kslim run` validate job files with them. No Paddle impor
 
 Conventions (Kubernetes API): camelCase field names, no floats in spec (decimals are strings),
 durations end in `Seconds`, conditions are metav1.Condition-shaped.
+
+Cross-field rules are `CelRule`s: each carries its CEL expression (written into the CRD as
+`x-kubernetes-validations`), the same check in Python, and one message both enforcers print.
 """
 
 from __future__ import annotations
 
 import enum
-from typing import Annotated, Any, Literal
+from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Annotated, Any, ClassVar, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    field_validator,
+    model_validator,
+)
 from pydantic.alias_generators import to_camel
+from pydantic.json_schema import GetJsonSchemaHandler, JsonSchemaValue
+from pydantic_core import CoreSchema
+
+from kslim_api.cel import CEL_KEY, CelRule
+from kslim_api.status import CompressionJobStatus
 
 GROUP = "kslim.dev"
 VERSION = "v1alpha1"
@@ -24,12 +42,61 @@ SINGULAR = "compressionjob"
 SHORT_NAMES = ["cj"]
 CATEGORIES = ["kslim"]
 
-# --- scalar types (strings, because the API conventions forbid floats in spec) -----------------
+#: Longest CompressionJob name: the operator names the Job after it, and the Job's name is a pod label
+#: value (at most 63 characters).
+MAX_NAME_LENGTH = 63
+#: Kueue's queue label; put it on the CompressionJob and the operator copies it onto the Job.
+KUEUE_QUEUE_LABEL = "kueue.x-k8s.io/queue-name"
+
+# --- schema helpers ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, eq=False)  # hashed by identity: the extensions may hold lists
+class K8sSchema:
+    """Annotated marker: merge Kubernetes OpenAPI extensions (x-kubernetes-*) into a type's schema."""
+
+    extensions: Mapping[str, Any]
+
+    def __get_pydantic_json_schema__(
+        self, core_schema: CoreSchema, handler: GetJsonSchemaHandler
+    ) -> JsonSchemaValue:
+        schema = handler(core_schema)
+        handler.resolve_ref_schema(schema).update(self.extensions)
+        return schema
+
+
+T = TypeVar("T")
+
+
+def _no_duplicates(key: Callable[[Any], Hashable] = lambda v: v) -> Callable[[list[T]], list[T]]:
+    def check(values: list[T]) -> list[T]:
+        seen: set[Hashable] = set()
+        for v in values:
+            k = key(v)
+            if k in seen:
+                raise ValueError(f"duplicate value {k!r}")
+            seen.add(k)
+        return values
+
+    return check
+
+
+#: Annotated markers of a list whose items are unique (x-kubernetes-list-type: set on the server).
+UNIQUE = AfterValidator(_no_duplicates())
+LIST_SET = K8sSchema({"x-kubernetes-list-type": "set"})
+
+# --- scalar types (strings, because the API conventions forbid floats in spec) -----------------------
 
 #: A decimal strictly between 0 and 1, e.g. "0.3".
-Ratio = Annotated[str, StringConstraints(pattern=r"^0?\.[0-9]*[1-9][0-9]*$")]
+Ratio = Annotated[str, StringConstraints(pattern=r"^0?\.[0-9]*[1-9][0-9]*$", max_length=32)]
 #: A non-negative decimal, e.g. "1.0", "0.001", "1e-4".
-Decimal = Annotated[str, StringConstraints(pattern=r"^[0-9]+(\.[0-9]+)?([eE][-+]?[0-9]+)?$|^\.[0-9]+$")]
+Decimal = Annotated[
+    str, StringConstraints(pattern=r"^[0-9]+(\.[0-9]+)?([eE][-+]?[0-9]+)?$|^\.[0-9]+$", max_length=32)
+]
+#: A width multiplier in (0, 3), e.g. "0.25", "0.5", "1.0".
+Multiplier = Annotated[
+    str, StringConstraints(pattern=r"^(0?\.[0-9]*[1-9][0-9]*|[12](\.[0-9]+)?)$", max_length=32)
+]
 #: Where data lives: pvc://<claim>/<path>, s3://<bucket>/<key>, http(s)://..., file://<path>.
 Uri = Annotated[
     str,
@@ -40,9 +107,55 @@ Uri = Annotated[
     ),
 ]
 #: A Kubernetes resource quantity, e.g. "4", "500m", "16Gi".
-Quantity = Annotated[str, StringConstraints(pattern=r"^[0-9]+(\.[0-9]+)?(m|k|M|G|T|P|E|Ki|Mi|Gi|Ti|Pi|Ei)?$")]
-#: A DNS-1123 label (names of PVCs, secrets, priority classes...).
+Quantity = Annotated[
+    str, StringConstraints(pattern=r"^[0-9]+(\.[0-9]+)?(m|k|M|G|T|P|E|Ki|Mi|Gi|Ti|Pi|Ei)?$", max_length=32)
+]
+#: A DNS-1123 subdomain (names of PVCs, secrets, priority classes...).
 DnsName = Annotated[str, StringConstraints(pattern=r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$", max_length=253)]
+#: A parameter name or glob pattern, e.g. "conv2d_27.w_0" or "backbone.*.weight".
+ParamPattern = Annotated[str, StringConstraints(min_length=1, max_length=256)]
+
+LayerType = Literal["Conv2D", "Linear"]
+LAYER_TYPES: tuple[LayerType, ...] = ("Conv2D", "Linear")
+Precision = Literal["fp32", "fp16", "int8"]
+DEFAULT_PRECISIONS: tuple[Precision, ...] = ("fp32", "int8")
+ExportFormat = Literal["paddle", "onnx"]
+DEFAULT_FORMATS: tuple[ExportFormat, ...] = ("paddle",)
+
+#: Human wording for the patterns above, used by `kslim validate` instead of the raw regex.
+PATTERN_HINTS: dict[str, str] = {}
+
+
+def _hint(type_: Any, text: str) -> None:
+    for meta in getattr(type_, "__metadata__", ()):
+        if isinstance(meta, StringConstraints) and meta.pattern:
+            PATTERN_HINTS[str(meta.pattern)] = text
+
+
+_hint(Ratio, 'must be a decimal strictly between 0 and 1, as a string, e.g. "0.3"')
+_hint(Decimal, 'must be a non-negative decimal number as a string, e.g. "0.001" or "1.0"')
+_hint(Multiplier, 'must be a width multiplier between 0 and 3 as a string, e.g. "0.25", "0.5", "1.0"')
+_hint(Uri, "must be a URI: pvc://<claim>/<path>, s3://<bucket>/<key>, http(s)://... or file://<path>")
+_hint(Quantity, 'must be a Kubernetes quantity, e.g. "4", "500m", "16Gi"')
+_hint(DnsName, "must be a lower-case DNS-1123 name, e.g. my-claim")
+
+# --- rule machinery -------------------------------------------------------------------------------------
+
+
+class RuleViolation(ValueError):
+    """Raised by a model validator; keeps the rules (and the field each is about) for error reports."""
+
+    def __init__(self, rules: Sequence[CelRule], field_path: str | None = None) -> None:
+        super().__init__("; ".join(r.message for r in rules))
+        self.rules = list(rules)
+        self.field_path = field_path
+
+
+@dataclass(frozen=True)
+class Rule(CelRule):
+    """A CEL rule plus its Python twin: `check(model)` is True when the model is valid."""
+
+    check: Callable[[Any], bool] = field(default=lambda _m: True, compare=False)
 
 
 class Spec(BaseModel):
@@ -51,60 +164,128 @@ class Spec(BaseModel):
     model_config = ConfigDict(
         extra="forbid",
         alias_generator=to_camel,
-        populate_by_name=True,
+        validate_by_name=True,
+        validate_by_alias=True,
         use_attribute_docstrings=True,
         frozen=True,
     )
 
+    #: Cross-field rules of this very class (not inherited).
+    rules: ClassVar[tuple[Rule, ...]] = ()
 
-# --- model ------------------------------------------------------------------------------------
+    @classmethod
+    def __get_pydantic_json_schema__(
+        cls, core_schema: CoreSchema, handler: GetJsonSchemaHandler
+    ) -> JsonSchemaValue:
+        schema = handler(core_schema)
+        own: tuple[Rule, ...] = cls.__dict__.get("rules", ())
+        if own:
+            handler.resolve_ref_schema(schema)[CEL_KEY] = [r.to_schema() for r in own]
+        return schema
+
+    @model_validator(mode="after")
+    def _check_rules(self) -> Spec:
+        own: tuple[Rule, ...] = type(self).__dict__.get("rules", ())
+        broken = [r for r in own if not r.check(self)]
+        if broken:
+            raise RuleViolation(broken)
+        return self
+
+
+def _count(*present: bool) -> int:
+    return sum(1 for p in present if p)
+
+
+def _cel_count(*fields: str, on: str = "self") -> str:
+    return " + ".join(f"(has({on}.{f}) ? 1 : 0)" for f in fields)
+
+
+# --- model ------------------------------------------------------------------------------------------
 
 
 class Architecture(str, enum.Enum):
+    """Built-in detectors (YOLOv3 heads on Paddle's own backbones)."""
+
     YOLOV3_MOBILENET_V1 = "yolov3_mobilenet_v1"
     YOLOV3_MOBILENET_V3 = "yolov3_mobilenet_v3"
     YOLOV3_DARKNET53 = "yolov3_darknet53"
+    YOLOV3_RESNET34 = "yolov3_resnet34"
+
+
+MOBILENET_ARCHITECTURES = frozenset({Architecture.YOLOV3_MOBILENET_V1, Architecture.YOLOV3_MOBILENET_V3})
+
+
+def _width_ok(arch: Architecture | None, width: str) -> bool:
+    return width in ("1", "1.0") or arch in MOBILENET_ARCHITECTURES
+
+
+def _width_rule(what: str) -> Rule:
+    return Rule(
+        rule="self.width in ['1', '1.0'] || "
+        "(has(self.architecture) && self.architecture.startsWith('yolov3_mobilenet'))",
+        message=f'{what}.width is a MobileNet width multiplier: remove it (or set "1.0") for '
+        "other backbones, or pick a yolov3_mobilenet_* architecture",
+        field_path=".width",
+        check=lambda m: _width_ok(m.architecture, m.width),
+    )
 
 
 class WeightsRef(Spec):
+    """A `.pdparams` file."""
+
     uri: Uri
     """Where the `.pdparams` file is: pvc://claim/path, s3://, http(s):// or file://."""
 
 
 class InferenceModelRef(Spec):
+    """An exported Paddle inference model."""
+
     uri: Uri
     """Directory holding a Paddle inference model (`model.pdmodel` + `model.pdiparams`) with
     PaddleDetection's exported signature (inputs image, im_shape, scale_factor)."""
 
 
 class ModelSpec(Spec):
+    """The detector to compress: a built-in architecture, or an exported inference model."""
+
     architecture: Architecture | None = None
     """Built-in detector to build. Exactly one of `architecture` or `inferenceModel`."""
-    width: Decimal = "1.0"
+    width: Multiplier = "1.0"
     """Backbone width multiplier (MobileNet backbones only), e.g. "0.25", "0.5", "1.0"."""
     num_classes: int = Field(default=80, ge=1, le=1000)
     """Number of object classes the detector predicts."""
     input_size: int = Field(default=320, ge=64, le=1024, multiple_of=32)
     """Square input size in pixels; a multiple of 32 (the detector's largest stride)."""
     weights: WeightsRef | None = None
-    """Pretrained weights of the architecture. None: the job trains a baseline first."""
+    """Pretrained weights of the architecture. Unset: the job trains a baseline first."""
     inference_model: InferenceModelRef | None = None
     """An exported inference model (any PaddleDetection detector); only the `ptq` method can
     compress it."""
 
-    @model_validator(mode="after")
-    def _one_source(self) -> ModelSpec:
-        if (self.architecture is None) == (self.inference_model is None):
-            raise ValueError("set exactly one of model.architecture or model.inferenceModel")
-        if self.inference_model is not None and self.weights is not None:
-            raise ValueError("model.weights belongs to model.architecture; an inferenceModel carries its own")
-        return self
+    rules = (
+        Rule(
+            rule="has(self.architecture) != has(self.inferenceModel)",
+            message="set exactly one of model.architecture (a built-in detector) or model.inferenceModel "
+            "(an exported Paddle inference model)",
+            check=lambda m: (m.architecture is None) != (m.inference_model is None),
+        ),
+        Rule(
+            rule="!has(self.inferenceModel) || !has(self.weights)",
+            message="model.weights belongs to model.architecture: remove it (an inferenceModel carries its "
+            "own weights)",
+            field_path=".weights",
+            check=lambda m: m.inference_model is None or m.weights is None,
+        ),
+        _width_rule("model"),
+    )
 
 
-# --- dataset ----------------------------------------------------------------------------------
+# --- dataset ----------------------------------------------------------------------------------------
 
 
 class DataSplit(Spec):
+    """Images plus their annotations."""
+
     images: Uri
     """Directory of images."""
     annotations: Uri
@@ -112,6 +293,8 @@ class DataSplit(Spec):
 
 
 class SyntheticDataSpec(Spec):
+    """The built-in generator: shapes on noise, with COCO annotations."""
+
     train_images: int = Field(default=400, ge=1, le=100000)
     """Number of training images to generate."""
     val_images: int = Field(default=100, ge=1, le=100000)
@@ -125,34 +308,57 @@ class SyntheticDataSpec(Spec):
 
 
 class DatasetSpec(Spec):
+    """Where training, calibration and evaluation images come from."""
+
     format: Literal["coco", "voc", "synthetic"] = "coco"
     """coco: images + instances JSON; voc: images + XML; synthetic: the built-in generator."""
     train: DataSplit | None = None
-    """Training split (needed by every method that trains or calibrates)."""
+    """Training split: every method that trains (prune, distill, qat, a baseline without weights)
+    or calibrates (ptq) reads it."""
     val: DataSplit | None = None
-    """Validation split, used for COCO box AP."""
+    """Validation split, used for COCO box AP (required unless format is synthetic)."""
     synthetic: SyntheticDataSpec | None = None
-    """Generator settings when format is synthetic."""
+    """Generator settings when format is synthetic (defaults when omitted)."""
 
-    @model_validator(mode="after")
-    def _consistent(self) -> DatasetSpec:
-        if self.format == "synthetic":
-            if self.train is not None or self.val is not None:
-                raise ValueError("dataset.format synthetic generates its data: remove dataset.train/val")
-        else:
-            if self.synthetic is not None:
-                raise ValueError(f"dataset.synthetic is only for format synthetic, not {self.format}")
-            if self.val is None:
-                raise ValueError(f"dataset.val is required for format {self.format} (AP is measured on it)")
-        return self
+    rules = (
+        Rule(
+            rule="self.format != 'synthetic' || (!has(self.train) && !has(self.val))",
+            message="dataset.format synthetic generates its own data: remove dataset.train and dataset.val",
+            check=lambda m: m.format != "synthetic" or (m.train is None and m.val is None),
+        ),
+        Rule(
+            rule="self.format == 'synthetic' || !has(self.synthetic)",
+            message="dataset.synthetic is only read with format synthetic: remove it, or set "
+            "dataset.format: synthetic",
+            field_path=".synthetic",
+            check=lambda m: m.format == "synthetic" or m.synthetic is None,
+        ),
+        Rule(
+            rule="self.format == 'synthetic' || has(self.val)",
+            message="dataset.val is required for formats coco and voc: AP is measured on it",
+            field_path=".val",
+            check=lambda m: m.format == "synthetic" or m.val is not None,
+        ),
+    )
 
 
-# --- training ---------------------------------------------------------------------------------
+# --- training ---------------------------------------------------------------------------------------
+
+
+def _one_length(what: str) -> Rule:
+    return Rule(
+        rule="!has(self.epochs) || !has(self.iterations)",
+        message=f"set only one of {what}epochs or {what}iterations",
+        check=lambda m: m.epochs is None or m.iterations is None,
+    )
 
 
 class TrainSpec(Spec):
+    """Training of the baseline, and the defaults of every step's fine-tuning."""
+
     epochs: int | None = Field(default=None, ge=1, le=10000)
-    """Passes over the training set. Exactly one of epochs or iterations (default: iterations)."""
+    """Passes over the training set. At most one of epochs or iterations (neither: the runner's
+    default budget)."""
     iterations: int | None = Field(default=None, ge=1, le=10_000_000)
     """Optimizer steps."""
     batch_size: int = Field(default=8, ge=1, le=1024)
@@ -163,7 +369,7 @@ class TrainSpec(Spec):
     """adamw, or SGD with momentum 0.9."""
     weight_decay: Decimal = "0.0005"
     """L2 weight decay."""
-    warmup_iterations: int = Field(default=50, ge=0)
+    warmup_iterations: int = Field(default=50, ge=0, le=1_000_000)
     """Linear warm-up steps before the cosine decay."""
     ema: bool = True
     """Keep an exponential moving average of the weights and evaluate/export it."""
@@ -173,16 +379,12 @@ class TrainSpec(Spec):
     """Random seed for weights init, data order and augmentation."""
     workers: int = Field(default=2, ge=0, le=64)
     """Data loader worker processes (0 = load in the training process)."""
-    log_every_iterations: int = Field(default=10, ge=1)
+    log_every_iterations: int = Field(default=10, ge=1, le=1_000_000)
     """How often a progress line (JSON) is printed."""
-    checkpoint_every_iterations: int = Field(default=100, ge=1)
+    checkpoint_every_iterations: int = Field(default=100, ge=1, le=10_000_000)
     """How often a resumable checkpoint is written to the output."""
 
-    @model_validator(mode="after")
-    def _one_length(self) -> TrainSpec:
-        if self.epochs is not None and self.iterations is not None:
-            raise ValueError("set only one of train.epochs or train.iterations")
-        return self
+    rules = (_one_length("train."),)
 
 
 class FineTuneSpec(Spec):
@@ -190,59 +392,90 @@ class FineTuneSpec(Spec):
 
     epochs: int | None = Field(default=None, ge=1, le=10000)
     """Fine-tuning passes over the training set."""
-    iterations: int | None = Field(default=None, ge=1, le=10_000_000)
-    """Fine-tuning optimizer steps."""
+    iterations: int | None = Field(default=None, ge=0, le=10_000_000)
+    """Fine-tuning optimizer steps; 0 skips this step's training (a prune step right before a distill
+    or qat step, which then trains the pruned model)."""
     learning_rate: Decimal | None = None
     """Fine-tuning learning rate (default: spec.train.learningRate)."""
 
-    @model_validator(mode="after")
-    def _one_length(self) -> FineTuneSpec:
-        if self.epochs is not None and self.iterations is not None:
-            raise ValueError("set only one of epochs or iterations")
-        return self
+    rules = (_one_length("fineTune."),)
 
 
-# --- strategy steps ---------------------------------------------------------------------------
+# --- strategy steps ---------------------------------------------------------------------------------
+
+
+def _trains(method: str) -> Rule:
+    return Rule(
+        rule="!has(self.fineTune.iterations) || self.fineTune.iterations > 0",
+        message=f"{method}.fineTune.iterations must be at least 1: {method} is training (only a prune step "
+        "may skip its fine-tuning)",
+        field_path=".fineTune.iterations",
+        check=lambda m: m.fine_tune.iterations is None or m.fine_tune.iterations > 0,
+    )
 
 
 class PruneStep(Spec):
+    """Structured filter pruning: whole conv filters are removed, so the exported model is smaller."""
+
     criterion: Literal["l1_norm", "fpgm"] = "fpgm"
     """Filter importance: l1_norm (smallest L1 norm first) or fpgm (closest to the geometric median)."""
     ratio: Ratio | None = None
     """Uniform share of filters to remove from every selected conv, e.g. "0.3"."""
-    ratios: dict[str, Ratio] | None = None
-    """Per-parameter shares: parameter name (or glob pattern) -> ratio."""
+    ratios: Annotated[dict[ParamPattern, Ratio], Field(min_length=1, max_length=256)] | None = None
+    """Per-parameter shares: parameter name (or glob pattern) -> ratio, e.g. {"conv2d_27.w_0": "0.1"}."""
     target_flops_reduction: Ratio | None = None
     """Search the uniform ratio that removes this share of GFLOPs, e.g. "0.4"."""
-    params: list[str] = Field(default_factory=list)
-    """Conv weight names or glob patterns to prune (default: every prunable conv but the heads)."""
+    params: Annotated[list[ParamPattern], UNIQUE, LIST_SET, Field(max_length=256)] = Field(
+        default_factory=list
+    )
+    """Conv weight names or glob patterns that ratio/targetFlopsReduction apply to (default: every
+    prunable conv but the heads). Not used with ratios (their keys select the parameters)."""
     sensitivity: bool = False
     """With targetFlopsReduction: pick per-layer ratios from a sensitivity analysis."""
     fine_tune: FineTuneSpec = Field(default_factory=FineTuneSpec)
     """Training after pruning."""
 
-    @model_validator(mode="after")
-    def _one_amount(self) -> PruneStep:
-        given = [n for n in ("ratio", "ratios", "target_flops_reduction") if getattr(self, n) is not None]
-        if len(given) != 1:
-            raise ValueError("prune: set exactly one of ratio, ratios or targetFlopsReduction")
-        if self.ratios is not None and not self.ratios:
-            raise ValueError("prune.ratios must name at least one parameter")
-        if self.sensitivity and self.target_flops_reduction is None:
-            raise ValueError("prune.sensitivity needs prune.targetFlopsReduction")
-        return self
+    rules = (
+        Rule(
+            rule=_cel_count("ratio", "ratios", "targetFlopsReduction") + " == 1",
+            message="prune: set exactly one of ratio, ratios or targetFlopsReduction",
+            check=lambda m: (
+                _count(m.ratio is not None, m.ratios is not None, m.target_flops_reduction is not None) == 1
+            ),
+        ),
+        Rule(
+            rule="!self.sensitivity || has(self.targetFlopsReduction)",
+            message="prune.sensitivity picks per-layer ratios for a FLOPs target: set "
+            "prune.targetFlopsReduction too, or remove sensitivity",
+            field_path=".sensitivity",
+            check=lambda m: not m.sensitivity or m.target_flops_reduction is not None,
+        ),
+        Rule(
+            rule="!has(self.ratios) || !has(self.params) || size(self.params) == 0",
+            message="prune.params is not used with prune.ratios (the keys of ratios select the "
+            "parameters): remove prune.params",
+            field_path=".params",
+            check=lambda m: m.ratios is None or not m.params,
+        ),
+    )
 
 
 class TeacherSpec(Spec):
+    """A built-in detector used as the distillation teacher."""
+
     architecture: Architecture
     """Teacher detector architecture (same classes as the student)."""
-    width: Decimal = "1.0"
-    """Teacher backbone width multiplier."""
+    width: Multiplier = "1.0"
+    """Teacher backbone width multiplier (MobileNet backbones only)."""
     weights: WeightsRef | None = None
-    """Teacher weights. None: the job trains the teacher first (spec.train budget)."""
+    """Teacher weights. Unset: the job trains the teacher first (spec.train budget)."""
+
+    rules = (_width_rule("teacher"),)
 
 
 class DistillStep(Spec):
+    """Knowledge distillation: the student trains on the detection loss plus a teacher term."""
+
     teacher: TeacherSpec
     """The model whose outputs the student learns from."""
     loss: Literal["yolov3", "feature", "yolov3+feature"] = "yolov3"
@@ -253,8 +486,12 @@ class DistillStep(Spec):
     fine_tune: FineTuneSpec = Field(default_factory=FineTuneSpec)
     """Student training with the teacher."""
 
+    rules = (_trains("distill"),)
+
 
 class QATStep(Spec):
+    """Quantization-aware training (PaddleSlim dygraph QAT), exported as an int8 inference model."""
+
     weight_quantize_type: Literal["channel_wise_abs_max", "abs_max"] = "channel_wise_abs_max"
     """How weights are quantized."""
     activation_quantize_type: Literal["moving_average_abs_max", "abs_max"] = "moving_average_abs_max"
@@ -264,26 +501,39 @@ class QATStep(Spec):
     activation_bits: Literal[8] = 8
     """Activation bits."""
     pact: bool = False
-    """Learn activation clipping thresholds (PACT)."""
-    quantizable_layer_types: list[Literal["Conv2D", "Linear"]] = Field(
-        default_factory=lambda: ["Conv2D", "Linear"], min_length=1
+    """Learn activation clipping thresholds (PACT; quant_config activation_preprocess_type PACT)."""
+    weight_pact: bool = False
+    """Apply PACT to the weights too (quant_config weight_preprocess_type PACT)."""
+    moving_rate: Ratio = "0.9"
+    """Decay of the moving-average activation scales."""
+    window_size: int = Field(default=10000, ge=1, le=1_000_000)
+    """Window of the range_abs_max activation scales."""
+    quantizable_layer_types: Annotated[list[LayerType], UNIQUE, LIST_SET] = Field(
+        default_factory=lambda: list(LAYER_TYPES), min_length=1, max_length=2
     )
     """Layer types that get fake-quant ops."""
     fine_tune: FineTuneSpec = Field(default_factory=FineTuneSpec)
     """Quantization-aware training."""
 
+    rules = (_trains("qat"),)
+
 
 class PTQStep(Spec):
+    """Post-training quantization (quant_post_static) of the exported model with a calibration set."""
+
     algo: Literal["hist", "KL", "avg", "mse", "abs_max"] = "hist"
     """Activation calibration algorithm of quant_post_static."""
     batch_num: int = Field(default=10, ge=1, le=10000)
-    """Calibration batches."""
+    """Calibration batches (from dataset.train)."""
     batch_size: int = Field(default=4, ge=1, le=256)
     """Images per calibration batch."""
     hist_percent: Ratio = "0.9999"
     """Percentile for algo hist."""
     weight_quantize_type: Literal["channel_wise_abs_max", "abs_max"] = "channel_wise_abs_max"
     """How weights are quantized."""
+
+
+METHODS = ("prune", "distill", "qat", "ptq")
 
 
 class StrategyStep(Spec):
@@ -298,20 +548,28 @@ class StrategyStep(Spec):
     ptq: PTQStep | None = None
     """Post-training quantization (quant_post_static) with a calibration set."""
 
-    @model_validator(mode="after")
-    def _exactly_one(self) -> StrategyStep:
-        given = [n for n in ("prune", "distill", "qat", "ptq") if getattr(self, n) is not None]
-        if len(given) != 1:
-            raise ValueError("each strategy step sets exactly one of prune, distill, qat, ptq")
-        return self
+    rules = (
+        Rule(
+            rule=_cel_count(*METHODS) + " == 1",
+            message="each strategy step sets exactly one of prune, distill, qat, ptq",
+            check=lambda m: _count(*(getattr(m, n) is not None for n in METHODS)) == 1,
+        ),
+    )
 
     @property
     def method(self) -> str:
-        return next(n for n in ("prune", "distill", "qat", "ptq") if getattr(self, n) is not None)
+        return next(n for n in METHODS if getattr(self, n) is not None)
 
 
 TRAINING_METHODS = frozenset({"prune", "distill", "qat"})
 QUANT_METHODS = frozenset({"qat", "ptq"})
+
+
+def quant_is_last(methods: Iterable[str]) -> bool:
+    """At most one quantization step, and it is the last one."""
+    ms = list(methods)
+    quant = [i for i, m in enumerate(ms) if m in QUANT_METHODS]
+    return not quant or quant == [len(ms) - 1]
 
 
 def check_step_order(methods: list[str]) -> None:
@@ -319,15 +577,17 @@ def check_step_order(methods: list[str]) -> None:
     for i, m in enumerate(methods[:-1]):
         if m in QUANT_METHODS:
             raise ValueError(
-                f"strategy[{i}] is {m}: quantization must be the last step (nothing can train or "
-                f"prune a quantized model); move {methods[i + 1]} before it"
+                f"strategy[{i}] is {m}: quantization must be the last step (nothing can train, prune or "
+                f"re-quantize a quantized model); move {methods[i + 1]} before it"
             )
 
 
-# --- evaluation, benchmark, export, gate --------------------------------------------------------
+# --- evaluation, benchmark, export, gate --------------------------------------------------------------
 
 
 class EvaluationSpec(Spec):
+    """How AP is measured; always on the exported artifact."""
+
     iou_type: Literal["bbox"] = "bbox"
     """COCO IoU type (box AP)."""
     batch_size: int = Field(default=8, ge=1, le=256)
@@ -337,9 +597,13 @@ class EvaluationSpec(Spec):
 
 
 class BenchmarkSpec(Spec):
+    """How latency is measured (Paddle Inference)."""
+
     device: Literal["auto", "cpu", "gpu"] = "auto"
     """Where latency is measured; auto: gpu when resources.gpus > 0, else cpu."""
-    precisions: list[Literal["fp32", "fp16", "int8"]] = Field(default_factory=lambda: ["fp32", "int8"], min_length=1)
+    precisions: Annotated[list[Precision], UNIQUE, LIST_SET] = Field(
+        default_factory=lambda: list(DEFAULT_PRECISIONS), min_length=1, max_length=3
+    )
     """Precisions to time (int8 only applies to quantized models)."""
     batch_size: int = Field(default=1, ge=1, le=64)
     """Images per timed call."""
@@ -354,11 +618,17 @@ class BenchmarkSpec(Spec):
 
 
 class ExportSpec(Spec):
-    formats: list[Literal["paddle", "onnx"]] = Field(default_factory=lambda: ["paddle"], min_length=1)
+    """Artifact formats."""
+
+    formats: Annotated[list[ExportFormat], UNIQUE, LIST_SET] = Field(
+        default_factory=lambda: list(DEFAULT_FORMATS), min_length=1, max_length=2
+    )
     """Artifact formats; paddle (inference model) is always written."""
 
 
 class QualityGateSpec(Spec):
+    """Limits the result must meet; a miss ends the job Failed/QualityGateFailed, artifacts kept."""
+
     max_ap_drop: Decimal | None = Field(default=None, alias="maxAPDrop")
     """Largest accepted AP drop in absolute points (0-100 scale), e.g. "1.0"."""
     min_speedup: Decimal | None = None
@@ -368,11 +638,15 @@ class QualityGateSpec(Spec):
 
 
 class OutputSpec(Spec):
+    """Where artifacts go."""
+
     uri: Uri
     """Where artifacts and the report go, e.g. pvc://artifacts/jobs (the job's name is appended)."""
 
 
 class ResourcesSpec(Spec):
+    """Pod resources of the runner."""
+
     gpus: int = Field(default=1, ge=0, le=16)
     """nvidia.com/gpu per pod (0 = CPU only)."""
     cpu: Quantity = "4"
@@ -384,40 +658,63 @@ class ResourcesSpec(Spec):
 
 
 class EnvVar(Spec):
-    name: Annotated[str, StringConstraints(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")]
+    """An environment variable of the runner container."""
+
+    name: Annotated[str, StringConstraints(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$", max_length=256)]
     """Variable name."""
-    value: str = ""
+    value: Annotated[str, StringConstraints(max_length=4096)] = ""
     """Variable value."""
 
 
+#: A core/v1 object passed through to the pod unchanged (Toleration, Volume, VolumeMount, Affinity).
+PodObject = Annotated[dict[str, Any], K8sSchema({"x-kubernetes-preserve-unknown-fields": True})]
+
+
 class PodTemplateSpec(Spec):
-    image: str | None = None
+    """Pod scheduling and runtime knobs, passed through to the Job's pod template."""
+
+    image: Annotated[str, StringConstraints(min_length=1, max_length=512)] | None = None
     """Runner image override (default: the operator's configured runner image)."""
     image_pull_policy: Literal["Always", "IfNotPresent", "Never"] | None = None
     """Image pull policy."""
-    node_selector: dict[str, str] = Field(default_factory=dict)
+    node_selector: Annotated[
+        dict[
+            Annotated[str, StringConstraints(max_length=317)],
+            Annotated[str, StringConstraints(max_length=63)],
+        ],
+        Field(max_length=32),
+    ] = Field(default_factory=dict)
     """Node labels the pod must match."""
-    tolerations: list[dict[str, Any]] = Field(default_factory=list)
+    tolerations: list[PodObject] = Field(default_factory=list, max_length=32)
     """Pod tolerations (core/v1 Toleration)."""
-    affinity: dict[str, Any] | None = None
+    affinity: PodObject | None = None
     """Pod affinity (core/v1 Affinity); replaces the default GPU-architecture node affinity."""
     priority_class_name: DnsName | None = None
     """PriorityClass of the pod."""
     service_account_name: DnsName | None = None
     """ServiceAccount the pod runs as."""
-    image_pull_secrets: list[DnsName] = Field(default_factory=list)
+    image_pull_secrets: Annotated[list[DnsName], UNIQUE, LIST_SET] = Field(
+        default_factory=list, max_length=16
+    )
     """Secrets for pulling the image."""
-    env: list[EnvVar] = Field(default_factory=list)
+    env: Annotated[
+        list[EnvVar],
+        AfterValidator(_no_duplicates(lambda e: e.name)),
+        K8sSchema({"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["name"]}),
+    ] = Field(default_factory=list, max_length=64)
     """Extra environment variables."""
-    volumes: list[dict[str, Any]] = Field(default_factory=list)
+    volumes: list[PodObject] = Field(default_factory=list, max_length=32)
     """Extra volumes (core/v1 Volume)."""
-    volume_mounts: list[dict[str, Any]] = Field(default_factory=list)
+    volume_mounts: list[PodObject] = Field(default_factory=list, max_length=32)
     """Extra mounts in the runner container (core/v1 VolumeMount)."""
 
 
 class RunPolicySpec(Spec):
+    """Retries, deadline, suspension and clean-up (batch/v1 Job semantics)."""
+
     suspend: bool = False
-    """Stop (or hold) the job; set back to false to resume from the last stage checkpoint."""
+    """Stop (or hold) the job; set back to false to resume from the last stage checkpoint. The one
+    field that may change after the job has started."""
     backoff_limit: int = Field(default=2, ge=0, le=100)
     """Retries after infrastructure failures (user errors are never retried)."""
     active_deadline_seconds: int | None = Field(default=None, ge=1)
@@ -426,15 +723,110 @@ class RunPolicySpec(Spec):
     """Delete the finished Job (not the CompressionJob) after this long."""
 
 
+# --- the spec ---------------------------------------------------------------------------------------
+
+_SYNTHETIC = "self.dataset.format == 'synthetic'"
+
+
+def _steps_or_none(m: CompressionJobSpec) -> list[str] | None:
+    return None if m.strategy is None else [s.method for s in m.strategy]
+
+
+def _trains_baseline(m: CompressionJobSpec) -> bool:
+    return m.model.architecture is not None and m.model.weights is None
+
+
+def _has_train(m: CompressionJobSpec) -> bool:
+    return m.dataset.format == "synthetic" or m.dataset.train is not None
+
+
+STRATEGY_SOURCE = Rule(
+    rule="has(self.strategy) != has(self.slimConfig)",
+    message="set exactly one of spec.strategy (steps) or spec.slimConfig (a PaddleDetection slim config)",
+    check=lambda m: (m.strategy is None) != (m.slim_config is None),
+)
+QUANT_LAST = Rule(
+    rule="!has(self.strategy) || self.strategy.filter(s, has(s.qat) || has(s.ptq)).size() == 0 || "
+    "(self.strategy.filter(s, has(s.qat) || has(s.ptq)).size() == 1 && "
+    "(has(self.strategy[self.strategy.size() - 1].qat) || has(self.strategy[self.strategy.size() - 1].ptq)))",
+    message="quantization (qat or ptq) must be the last strategy step, and only one: nothing can train, "
+    "prune or re-quantize a quantized model; move the other steps before it",
+    field_path=".strategy",
+    check=lambda m: m.strategy is None or quant_is_last(s.method for s in m.strategy),
+)
+INFERENCE_MODEL_PTQ = Rule(
+    rule="!has(self.model.inferenceModel) || !has(self.strategy) || "
+    "(self.strategy.size() > 0 && self.strategy.all(s, has(s.ptq)))",
+    message="model.inferenceModel can only be compressed by ptq: make spec.strategy one ptq step "
+    "(prune, distill and qat need model.architecture)",
+    field_path=".strategy",
+    check=lambda m: (
+        m.model.inference_model is None
+        or m.strategy is None
+        or (len(m.strategy) > 0 and all(s.method == "ptq" for s in m.strategy))
+    ),
+)
+PTQ_CALIBRATION = Rule(
+    rule=f"{_SYNTHETIC} || has(self.dataset.train) || !has(self.strategy) || "
+    "!self.strategy.exists(s, has(s.ptq))",
+    message="ptq calibrates on dataset.train: set dataset.train (representative images with their "
+    "annotations), or use dataset.format synthetic",
+    field_path=".dataset.train",
+    check=lambda m: _has_train(m) or "ptq" not in (_steps_or_none(m) or []),
+)
+TRAIN_DATA = Rule(
+    rule=f"{_SYNTHETIC} || has(self.dataset.train) || "
+    "(has(self.strategy) && self.strategy.all(s, has(s.ptq)) && "
+    "!(has(self.model.architecture) && !has(self.model.weights)))",
+    message="dataset.train is required: prune, distill and qat steps and slimConfig train on it, and so "
+    "does the baseline when model.weights is not set",
+    field_path=".dataset.train",
+    check=lambda m: (
+        _has_train(m)
+        or (m.strategy is not None and all(s.method == "ptq" for s in m.strategy) and not _trains_baseline(m))
+    ),
+)
+_SYNTHETIC_CLASSES = SyntheticDataSpec.model_fields["classes"].default
+SYNTHETIC_CLASSES = Rule(
+    rule=f"!({_SYNTHETIC}) || !has(self.model.architecture) || self.model.numClasses == "
+    f"(has(self.dataset.synthetic) ? self.dataset.synthetic.classes : {_SYNTHETIC_CLASSES})",
+    message="model.numClasses must equal the number of synthetic classes (dataset.synthetic.classes, default "
+    f"{_SYNTHETIC_CLASSES})",
+    field_path=".model.numClasses",
+    check=lambda m: (
+        m.dataset.format != "synthetic"
+        or m.model.architecture is None
+        or m.model.num_classes == (m.dataset.synthetic or SyntheticDataSpec()).classes
+    ),
+)
+BENCHMARK_GPU = Rule(
+    rule="self.benchmark.device != 'gpu' || self.resources.gpus > 0",
+    message="benchmark.device gpu needs a GPU: set resources.gpus to 1 or more, or use device cpu/auto",
+    field_path=".benchmark.device",
+    check=lambda m: m.benchmark.device != "gpu" or m.resources.gpus > 0,
+)
+TENSORRT_GPU = Rule(
+    rule="!self.benchmark.tensorrt || (self.benchmark.device != 'cpu' && self.resources.gpus > 0)",
+    message="benchmark.tensorrt runs on a GPU: set resources.gpus to 1 or more and benchmark.device "
+    "gpu or auto, or remove tensorrt",
+    field_path=".benchmark.tensorrt",
+    check=lambda m: not m.benchmark.tensorrt or (m.benchmark.device != "cpu" and m.resources.gpus > 0),
+)
+
+
 class CompressionJobSpec(Spec):
+    """Desired state of a CompressionJob: what to compress, how, and how to measure it."""
+
     model: ModelSpec
     """The detector to compress."""
     dataset: DatasetSpec
     """Training / calibration / evaluation data."""
-    strategy: list[StrategyStep] | None = None
+    strategy: Annotated[list[StrategyStep], Field(max_length=8)] | None = None
     """Ordered compression steps. Exactly one of strategy or slimConfig; [] = baseline only."""
-    slim_config: str | None = None
-    """A PaddleDetection slim config (YAML text, verbatim), converted to strategy steps."""
+    slim_config: Annotated[str, StringConstraints(min_length=1, max_length=65536)] | None = None
+    """A PaddleDetection slim config (YAML text, verbatim: slim: Pruner | QAT | PTQ | Distill |
+    DistillPrune | PrunerQAT), converted to strategy steps. The API server checks only that it is
+    a string; `kslim validate` and the operator check its content."""
     train: TrainSpec = Field(default_factory=TrainSpec)
     """Training of the baseline (when no weights) and defaults for every step's fine-tuning."""
     evaluation: EvaluationSpec = Field(default_factory=EvaluationSpec)
@@ -446,7 +838,8 @@ class CompressionJobSpec(Spec):
     quality_gate: QualityGateSpec = Field(default_factory=QualityGateSpec)
     """Limits the result must meet; a miss ends the job Failed/QualityGateFailed, artifacts kept."""
     output: OutputSpec | None = None
-    """Where artifacts go (required on a cluster; `kslim run --output` overrides it locally)."""
+    """Where artifacts go. Required on a cluster (the CRD rejects a job without it); `kslim run
+    --output DIR` overrides it locally."""
     resources: ResourcesSpec = Field(default_factory=ResourcesSpec)
     """Pod resources."""
     template: PodTemplateSpec = Field(default_factory=PodTemplateSpec)
@@ -454,41 +847,170 @@ class CompressionJobSpec(Spec):
     run_policy: RunPolicySpec = Field(default_factory=RunPolicySpec)
     """Retries, deadline, suspension and clean-up."""
 
+    rules = (
+        STRATEGY_SOURCE,
+        QUANT_LAST,
+        INFERENCE_MODEL_PTQ,
+        PTQ_CALIBRATION,
+        TRAIN_DATA,
+        SYNTHETIC_CLASSES,
+        BENCHMARK_GPU,
+        TENSORRT_GPU,
+    )
+
+    @field_validator("slim_config")
+    @classmethod
+    def _slim_config_converts(cls, text: str | None) -> str | None:
+        if text is not None:
+            from kslim_api.slimconfig import convert_slim_config
+
+            convert_slim_config(text)  # raises SlimConfigError (a ValueError) listing every problem
+        return text
+
     @model_validator(mode="after")
-    def _strategy_source(self) -> CompressionJobSpec:
-        if (self.strategy is None) == (self.slim_config is None):
-            raise ValueError("set exactly one of spec.strategy or spec.slimConfig")
-        if self.strategy is not None:
-            methods = [s.method for s in self.strategy]
-            check_step_order(methods)
-            if self.model.inference_model is not None and any(m != "ptq" for m in methods):
-                raise ValueError("model.inferenceModel can only be compressed with ptq steps")
-            if self.model.inference_model is not None and not methods:
-                raise ValueError("model.inferenceModel needs a ptq step (a baseline-only job needs an architecture)")
-            if self.dataset.format != "synthetic" and self.dataset.train is None:
-                needs = [m for m in methods if m in TRAINING_METHODS or m == "ptq"]
-                if needs or self.model.weights is None and self.model.architecture is not None:
-                    raise ValueError(
-                        "dataset.train is required: "
-                        + (f"{needs[0]} needs training/calibration data" if needs else "the baseline is trained")
-                    )
+    def _slim_config_fits(self) -> CompressionJobSpec:
+        """What CEL cannot see: the steps a slimConfig converts to must fit the rest of the spec."""
+        if self.slim_config is None:
+            return self
+        from kslim_api.slimconfig import convert_slim_config
+
+        conv = convert_slim_config(self.slim_config)
+        problems: list[str] = []
+        methods = [s.method for s in conv.steps]
+        if not quant_is_last(methods):
+            problems.append(f"slimConfig converts to {' > '.join(methods)}: " + QUANT_LAST.message)
+        if self.model.inference_model is not None:
+            if any(m != "ptq" for m in methods):
+                problems.append(f"slimConfig is slim: {conv.slim}, but " + INFERENCE_MODEL_PTQ.message)
+            if conv.weights is not None:
+                problems.append(
+                    f"slimConfig sets {conv.weights_key}, but the model is model.inferenceModel: remove "
+                    f"{conv.weights_key} from the slim config"
+                )
+        elif (
+            conv.weights is not None
+            and self.model.weights is not None
+            and conv.weights != self.model.weights.uri
+        ):
+            problems.append(
+                f"slimConfig {conv.weights_key} ({conv.weights}) and model.weights.uri "
+                f"({self.model.weights.uri}) disagree: remove one"
+            )
+        if problems:
+            raise RuleViolation([CelRule(rule="", message=p) for p in problems], field_path=".slimConfig")
         return self
+
+    def resolved_steps(self) -> list[StrategyStep]:
+        """The strategy, or the steps the slimConfig converts to."""
+        if self.strategy is not None:
+            return list(self.strategy)
+        from kslim_api.slimconfig import convert_slim_config
+
+        return list(convert_slim_config(self.slim_config or "").steps)
+
+    def resolved_weights(self) -> WeightsRef | None:
+        """model.weights, or the student weights a slimConfig names (pretrain_weights / weights)."""
+        if self.model.weights is not None or self.slim_config is None:
+            return self.model.weights
+        from kslim_api.slimconfig import convert_slim_config
+
+        uri = convert_slim_config(self.slim_config).weights
+        return WeightsRef(uri=uri) if uri else None
+
+
+#: Checked by the API server only: a local `kslim run` may take the output location from --output.
+OUTPUT_REQUIRED = CelRule(
+    rule="has(self.output)",
+    message="spec.output is required on a cluster: set spec.output.uri, e.g. pvc://artifacts/jobs",
+    field_path=".output",
+)
+
+
+# --- the object -------------------------------------------------------------------------------------
 
 
 class ObjectMeta(BaseModel):
+    """The parts of metav1.ObjectMeta kslim reads; everything else is kept as is."""
+
     model_config = ConfigDict(extra="allow")
     name: str = "job"
     namespace: str | None = None
     labels: dict[str, str] = Field(default_factory=dict)
     annotations: dict[str, str] = Field(default_factory=dict)
 
+    @field_validator("name")
+    @classmethod
+    def _name_fits(cls, name: str) -> str:
+        if not NAME_RULE.check(name):
+            raise RuleViolation([NAME_RULE], field_path="")
+        return name
+
+
+_DNS_LABEL = "^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
+NAME_RULE = Rule(
+    rule=f"!has(self.metadata.name) || (self.metadata.name.size() <= {MAX_NAME_LENGTH} && "
+    f"self.metadata.name.matches('{_DNS_LABEL}'))",
+    message=f"metadata.name must be a DNS-1123 label of at most {MAX_NAME_LENGTH} characters (lower-case "
+    "letters, digits, '-'): the operator derives the Job and pod names from it",
+    check=lambda name: len(name) <= MAX_NAME_LENGTH and _re_full(_DNS_LABEL, name),
+)
+
+
+def _re_full(pattern: str, value: str) -> bool:
+    import re
+
+    return re.fullmatch(pattern.strip("^$"), value) is not None
+
 
 class CompressionJob(BaseModel):
-    """A whole job file / CR as a user writes it (status is the operator's, not validated here)."""
+    """A whole job file / CR as a user writes it (status is the operator's)."""
 
-    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+    model_config = ConfigDict(extra="forbid", validate_by_name=True, validate_by_alias=True)
     api_version: Literal["kslim.dev/v1alpha1"] = Field(alias="apiVersion")
     kind: Literal["CompressionJob"]
     metadata: ObjectMeta = Field(default_factory=ObjectMeta)
     spec: CompressionJobSpec
-    status: dict[str, Any] | None = None
+    status: CompressionJobStatus | None = None
+
+
+# --- immutability once started ------------------------------------------------------------------------
+
+#: CEL: the old object had started (see kslim_api.status: status.startTime is the marker).
+STARTED = "has(oldSelf.status) && has(oldSelf.status.startTime)"
+#: The one spec field that may change after the job has started (batch/v1 Job suspend semantics).
+MUTABLE_AFTER_START = ("runPolicy", "suspend")
+
+
+def _unchanged(path: str) -> str:
+    new, old = f"self.{path}", f"oldSelf.{path}"
+    parent, _, leaf = path.rpartition(".")
+    return (
+        f"has(self.{parent}.{leaf}) == has(oldSelf.{parent}.{leaf}) && "
+        f"(!has(self.{parent}.{leaf}) || {new} == {old})"
+    )
+
+
+def _immutable_rule(path: str) -> CelRule:
+    return CelRule(
+        rule=f"!({STARTED}) || ({_unchanged(path)})",
+        message=f"{path} cannot change once the job has started (status.startTime is set); only "
+        "spec.runPolicy.suspend can. Delete and re-create the CompressionJob to change it",
+        field_path=f".{path}",
+        reason="FieldValueForbidden",
+    )
+
+
+def immutable_rules() -> list[CelRule]:
+    """Transition rules for the CRD root: every spec field is frozen once the job has started,
+    except spec.runPolicy.suspend. One rule per field, so the error names the field."""
+    parent, mutable = MUTABLE_AFTER_START
+    rules: list[CelRule] = []
+    for name, info in CompressionJobSpec.model_fields.items():
+        alias = info.alias or name
+        if alias != parent:
+            rules.append(_immutable_rule(f"spec.{alias}"))
+    for name, info in RunPolicySpec.model_fields.items():
+        alias = info.alias or name
+        if alias != mutable:
+            rules.append(_immutable_rule(f"spec.{parent}.{alias}"))
+    return rules

@@ -1,0 +1,35 @@
+"""One-line strategy summaries, for `status.strategySummary` (the Strategy print column) and reports."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from kslim_api.v1alpha1 import StrategyStep
+
+MAX_SUMMARY = 256
+
+
+def step_summary(step: StrategyStep) -> str:
+    if step.prune is not None:
+        p = step.prune
+        if p.ratio is not None:
+            amount = p.ratio
+        elif p.ratios is not None:
+            amount = f"{len(p.ratios)} params"
+        else:
+            amount = f"-{p.target_flops_reduction} flops" + (" sens" if p.sensitivity else "")
+        return f"prune({p.criterion} {amount})"
+    if step.distill is not None:
+        return f"distill({step.distill.teacher.architecture.value})"
+    if step.qat is not None:
+        flags = [f for f, on in (("pact", step.qat.pact), ("wpact", step.qat.weight_pact)) if on]
+        return f"qat({' '.join(flags)})" if flags else "qat"
+    if step.ptq is not None:
+        return f"ptq({step.ptq.algo})"
+    raise AssertionError("a step sets one method")
+
+
+def strategy_summary(steps: Sequence[StrategyStep]) -> str:
+    """e.g. "prune(fpgm 0.3) > qat(pact)"; "baseline" for an empty strategy."""
+    text = " > ".join(step_summary(s) for s in steps) or "baseline"
+    return text if len(text) <= MAX_SUMMARY else text[: MAX_SUMMARY - 3] + "..."

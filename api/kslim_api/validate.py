@@ -1,0 +1,151 @@
+"""Offline validation of CompressionJob files and PaddleDetection slim configs (`kslim validate`).
+
+`load_job()` is the one way to turn a job file, YAML text or an already parsed CR body into a
+`CompressionJob`; every user mistake comes out as `InvalidJobError` (never a traceback).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, TextIO
+
+import yaml
+from pydantic import ValidationError
+
+from kslim_api.errors import FieldError, field_errors
+from kslim_api.slimconfig import SlimConfigError, SlimConversion, convert_slim_config
+from kslim_api.summary import strategy_summary
+from kslim_api.v1alpha1 import CompressionJob, StrategyStep
+
+EXIT_OK = 0
+EXIT_USER = 2
+
+JobSource = str | os.PathLike[str] | Mapping[str, Any]
+
+
+class InvalidJobError(ValueError):
+    """A job (or slim config) a user must fix; `errors` says where and how."""
+
+    def __init__(self, errors: list[FieldError], source: str = "") -> None:
+        self.errors = errors
+        self.source = source
+        super().__init__("; ".join(str(e) for e in errors))
+
+
+def _read(source: str | os.PathLike[str]) -> tuple[str, str]:
+    """(text, name). A str holding a newline is YAML text; anything else is a file path."""
+    if isinstance(source, str) and "\n" in source:
+        return source, "<text>"
+    path = Path(source)
+    try:
+        return path.read_text(encoding="utf-8"), str(path)
+    except FileNotFoundError:
+        raise InvalidJobError([FieldError("", "no such file")], str(path)) from None
+    except IsADirectoryError:
+        raise InvalidJobError([FieldError("", "is a directory, not a file")], str(path)) from None
+    except UnicodeDecodeError:
+        raise InvalidJobError([FieldError("", "not UTF-8 text")], str(path)) from None
+    except OSError as exc:
+        raise InvalidJobError([FieldError("", f"cannot read ({exc.strerror})")], str(path)) from None
+
+
+def _parse_yaml(text: str, name: str) -> Any:
+    try:
+        docs = [d for d in yaml.safe_load_all(text) if d is not None]
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise InvalidJobError([FieldError("", f"not valid YAML: {where}{problem}")], name) from None
+    if len(docs) != 1:
+        raise InvalidJobError([FieldError("", f"expected one YAML document, found {len(docs)}")], name)
+    return docs[0]
+
+
+def load_job(source: JobSource) -> CompressionJob:
+    """A CompressionJob from a file path, YAML text (a str with a newline) or a parsed CR body.
+
+    Field names must be the API's camelCase ones, as on the API server. Raises InvalidJobError.
+    """
+    if isinstance(source, Mapping):
+        data: Any = dict(source)
+        name = "<object>"
+    else:
+        text, name = _read(source)
+        data = _parse_yaml(text, name)
+    if not isinstance(data, dict):
+        raise InvalidJobError(
+            [FieldError("", f"a CompressionJob is a YAML mapping, not {type(data).__name__}")], name
+        )
+    try:
+        return CompressionJob.model_validate(data, by_alias=True, by_name=False)
+    except ValidationError as exc:
+        raise InvalidJobError(field_errors(exc), name) from None
+
+
+def load_slim_config(source: str | os.PathLike[str]) -> SlimConversion:
+    """A PaddleDetection slim config file (or YAML text) converted to steps. Raises InvalidJobError."""
+    text, name = _read(source)
+    try:
+        return convert_slim_config(text)
+    except SlimConfigError as exc:
+        raise InvalidJobError([FieldError("", p) for p in exc.problems], name) from None
+
+
+def _steps_json(steps: list[StrategyStep] | tuple[StrategyStep, ...]) -> list[dict[str, Any]]:
+    return [s.model_dump(mode="json", by_alias=True, exclude_none=True) for s in steps]
+
+
+def resolved_job(job: CompressionJob) -> dict[str, Any]:
+    """What `kslim validate` prints for a valid job: the steps the runner will run."""
+    steps = job.spec.resolved_steps()
+    weights = job.spec.resolved_weights()
+    out: dict[str, Any] = {
+        "apiVersion": job.api_version,
+        "kind": job.kind,
+        "name": job.metadata.name,
+        "source": "slimConfig" if job.spec.slim_config is not None else "strategy",
+        "summary": strategy_summary(steps),
+        "strategy": _steps_json(steps),
+    }
+    if weights is not None:
+        out["weights"] = weights.uri
+    return out
+
+
+def _print_errors(err: InvalidJobError, what: str, out: TextIO) -> None:
+    n = len(err.errors)
+    print(f"{err.source}: invalid {what} ({n} error{'s' if n != 1 else ''}):", file=out)
+    for e in err.errors:
+        print(f"  {e}", file=out)
+
+
+def validate_command(path: str, slim_config: bool = False) -> int:
+    """`kslim validate FILE [--slim-config]`: 0 and the resolved strategy as JSON on stdout, or 2 and
+    every error with its field path on stderr."""
+    try:
+        if slim_config:
+            conv = load_slim_config(path)
+            result: dict[str, Any] = {
+                "slim": conv.slim,
+                "summary": strategy_summary(conv.steps),
+                "strategy": _steps_json(conv.steps),
+            }
+            if conv.weights is not None:
+                result["weights"] = conv.weights
+            notes = list(conv.notes)
+        else:
+            job = load_job(path)
+            result = resolved_job(job)
+            notes = list(convert_slim_config(job.spec.slim_config).notes) if job.spec.slim_config else []
+    except InvalidJobError as err:
+        _print_errors(err, "slim config" if slim_config else "CompressionJob", sys.stderr)
+        return EXIT_USER
+    for note in notes:
+        print(f"note: {note}", file=sys.stderr)
+    print(json.dumps(result, indent=2))
+    return EXIT_OK
