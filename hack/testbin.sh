@@ -34,6 +34,15 @@ fail() {
 
 command -v go >/dev/null || { echo "testbin: Go is not installed; install Go >= 1.26 and run 'make testbin' again." >&2; exit 1; }
 mkdir -p "$BIN"
+# One build at a time per cache (several checkouts or sessions may share it); a second caller waits,
+# then finds the binaries built.
+if command -v flock >/dev/null; then
+  exec 9>"$CACHE/testbin/.lock"
+  flock -n 9 || { step lock "another build holds $CACHE/testbin/.lock; waiting"; flock 9; }
+  if complete; then echo "$BIN"; exit 0; fi
+fi
+# A build interrupted (Ctrl-C, failure) must not leave a partial binary behind, even under a temp name.
+trap 'rm -f "$BIN"/.*.tmp' EXIT
 WORK="$CACHE/testbin/work"
 mkdir -p "$WORK"
 

@@ -1,0 +1,89 @@
+"""Helpers for tests against the control plane: waiting, namespaces, CRDs. Free of pytest."""
+
+from __future__ import annotations
+
+import re
+import secrets
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import TypeVar
+
+from kubernetes import client
+from kubernetes.client.exceptions import ApiException
+
+from .controlplane import ControlPlane
+
+T = TypeVar("T")
+
+NAMESPACE_MAX_LENGTH = 63
+
+
+def wait_for(check: Callable[[], T | None], what: str, timeout: float = 30.0, interval: float = 0.1) -> T:
+    """Call `check` until it returns something truthy, and return that; TimeoutError names `what`."""
+    deadline = time.monotonic() + timeout
+    last: T | None = None
+    while time.monotonic() < deadline:
+        last = check()
+        if last:
+            return last
+        time.sleep(interval)
+    raise TimeoutError(f"timed out after {timeout:.0f}s waiting for {what} (last: {last!r})")
+
+
+def namespace_name(hint: str) -> str:
+    """A unique, valid namespace name derived from `hint` (for example a test name)."""
+    suffix = secrets.token_hex(3)
+    base = re.sub(r"[^a-z0-9-]+", "-", hint.lower()).strip("-") or "test"
+    return f"{base[: NAMESPACE_MAX_LENGTH - len(suffix) - 1].rstrip('-')}-{suffix}"
+
+
+def create_namespace(api: client.ApiClient, name: str, timeout: float = 30.0) -> None:
+    """Create `name` and wait for its `default` ServiceAccount (the ServiceAccount admission plugin
+    rejects pods until the serviceaccount controller has made it, as on a real cluster)."""
+    core = client.CoreV1Api(api)
+    core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=name)))
+    wait_for(
+        lambda: exists(lambda: core.read_namespaced_service_account("default", name)),
+        f"ServiceAccount {name}/default",
+        timeout,
+    )
+
+
+def delete_namespace(api: client.ApiClient, name: str) -> None:
+    """Start deleting `name` (the namespace controller finishes it); does not wait."""
+    try:
+        client.CoreV1Api(api).delete_namespace(name, propagation_policy="Background")
+    except ApiException as error:
+        if error.status != 404:
+            raise
+
+
+def exists(read: Callable[[], object]) -> bool:
+    """Whether `read()` finds its object (False on 404)."""
+    try:
+        read()
+    except ApiException as error:
+        if error.status == 404:
+            return False
+        raise
+    return True
+
+
+def apply_crds(control_plane: ControlPlane, directory: Path, timeout: float = 60.0) -> list[str]:
+    """Server-side apply every YAML file in `directory` and wait until each CRD is Established.
+
+    Returns the applied CRD names (`customresourcedefinition.apiextensions.k8s.io/<name>`).
+    """
+    files = sorted([*directory.glob("*.yaml"), *directory.glob("*.yml")])
+    if not files:
+        return []
+    args = ["apply", "--server-side", "--force-conflicts", "--field-manager=kslim-tests", "-o", "name"]
+    for path in files:
+        args += ["-f", str(path)]
+    names = control_plane.kubectl(*args).stdout.split()
+    crds = [name for name in names if name.startswith("customresourcedefinition")]
+    if crds:
+        wait = ["wait", "--for=condition=Established", f"--timeout={timeout:.0f}s", *crds]
+        control_plane.kubectl(*wait, timeout=timeout + 10)
+    return crds
