@@ -19,9 +19,13 @@ def _build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="kslim", description="Compress PaddlePaddle detection models.")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    p = sub.add_parser("validate", help="check a CompressionJob file (or a PaddleDetection slim config) offline")
+    p = sub.add_parser(
+        "validate", help="check a CompressionJob file (or a PaddleDetection slim config) offline"
+    )
     p.add_argument("file", help="CompressionJob YAML, or a slim config with --slim-config")
-    p.add_argument("--slim-config", action="store_true", help="the file is a bare PaddleDetection slim config")
+    p.add_argument(
+        "--slim-config", action="store_true", help="the file is a bare PaddleDetection slim config"
+    )
 
     p = sub.add_parser("run", help="run a CompressionJob file locally (no cluster)")
     p.add_argument("file", help="CompressionJob YAML")
@@ -50,7 +54,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "data" and args.data_command == "synth":
         from kslim_runner.data.synth import synth_command
 
-        return synth_command(out=args.out, images=args.images, size=args.size, classes=args.classes, seed=args.seed)
+        return synth_command(
+            out=args.out, images=args.images, size=args.size, classes=args.classes, seed=args.seed
+        )
     raise AssertionError(f"unhandled command {args.command}")
 
 

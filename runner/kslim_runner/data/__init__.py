@@ -1,0 +1,1 @@
+"""Detection data: COCO loading and validation, transforms, the loader, the synthetic generator."""

@@ -1,0 +1,52 @@
+"""The runner's failure kinds and the exit codes they map to (docs/contracts.md)."""
+
+from __future__ import annotations
+
+EXIT_OK = 0
+EXIT_INTERNAL = 1
+EXIT_USER = 2
+EXIT_QUALITY_GATE = 3
+EXIT_DEVICE = 4
+
+
+class KslimError(Exception):
+    """A failure with a one-line message meant for the user and a CamelCase reason."""
+
+    exit_code = EXIT_INTERNAL
+    reason = "InternalError"
+
+    def __init__(self, message: str, *, reason: str | None = None) -> None:
+        super().__init__(message)
+        if reason is not None:
+            self.reason = reason
+
+    @property
+    def summary(self) -> str:
+        """The message on one line. Errors re-raised by a DataLoader worker carry the worker's
+        traceback; their last line is the original message."""
+        text = str(self).strip()
+        if "Traceback" in text:
+            last = text.splitlines()[-1]
+            text = last.split(": ", 1)[1] if last.startswith(("kslim_runner.", type(self).__name__)) else last
+        return " ".join(text.split())
+
+
+class UserError(KslimError):
+    """The job file, the data or the weights are wrong: exit 2, never retried."""
+
+    exit_code = EXIT_USER
+    reason = "InvalidInput"
+
+
+class DeviceError(KslimError):
+    """The requested device cannot run this Paddle build: exit 4."""
+
+    exit_code = EXIT_DEVICE
+    reason = "DeviceUnsupported"
+
+
+class QualityGateFailed(KslimError):
+    """The result missed the job's quality gate: exit 3, artifacts and report kept."""
+
+    exit_code = EXIT_QUALITY_GATE
+    reason = "QualityGateFailed"

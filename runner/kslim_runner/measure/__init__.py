@@ -1,0 +1,1 @@
+"""Measurements on an exported inference model: COCO AP, GFLOPs/params/size, latency."""

@@ -1,0 +1,67 @@
+"""Paddle Inference predictors for exported detectors (CPU with oneDNN, fp32 or int8; GPU)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from paddle import inference
+
+from kslim_runner.measure.program import ModelFiles
+
+
+@dataclass(frozen=True)
+class PredictorOptions:
+    device: str = "cpu"
+    precision: str = "fp32"  # fp32 | int8 | fp16
+    threads: int = 2
+    tensorrt: bool = False
+    gpu_id: int = 0
+
+
+def create_predictor(files: ModelFiles, opts: PredictorOptions) -> inference.Predictor:
+    cfg = inference.Config(str(files.model), str(files.params))
+    cfg.disable_glog_info()
+    cfg.switch_ir_optim(True)
+    cfg.enable_memory_optim()
+    if opts.device == "gpu":
+        cfg.enable_use_gpu(256, opts.gpu_id)
+        if opts.tensorrt:
+            prec = {
+                "fp32": inference.PrecisionType.Float32,
+                "fp16": inference.PrecisionType.Half,
+                "int8": inference.PrecisionType.Int8,
+            }[opts.precision]
+            cfg.enable_tensorrt_engine(
+                workspace_size=1 << 30,
+                max_batch_size=32,
+                min_subgraph_size=3,
+                precision_mode=prec,
+                use_static=False,
+                use_calib_mode=False,
+            )
+    else:
+        cfg.disable_gpu()
+        cfg.set_cpu_math_library_num_threads(opts.threads)
+        cfg.enable_mkldnn()
+        cfg.set_mkldnn_cache_capacity(10)
+        if opts.precision == "int8":
+            cfg.enable_mkldnn_int8()
+    return inference.create_predictor(cfg)
+
+
+def run_detector(
+    predictor: inference.Predictor, image: np.ndarray, im_shape: np.ndarray, scale_factor: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """One call: inputs by name (image, im_shape, scale_factor); returns (boxes [K, 6], bbox_num [N])."""
+    feeds = {"image": image, "im_shape": im_shape, "scale_factor": scale_factor}
+    for name in predictor.get_input_names():
+        h = predictor.get_input_handle(name)
+        v = feeds[name]
+        h.reshape(list(v.shape))
+        h.copy_from_cpu(v)
+    predictor.run()
+    outs = predictor.get_output_names()
+    boxes = predictor.get_output_handle(outs[0]).copy_to_cpu()
+    num = predictor.get_output_handle(outs[1]).copy_to_cpu()
+    return boxes.reshape(-1, 6) if boxes.size else np.zeros((0, 6), np.float32), num.reshape(-1)

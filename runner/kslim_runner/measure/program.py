@@ -1,0 +1,108 @@
+"""Read an exported inference model's program without running it: ops, weights, quantization."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import paddle
+
+from kslim_runner.errors import UserError
+
+MODEL_FILE = "model.pdmodel"
+PARAMS_FILE = "model.pdiparams"
+QUANT_OPS = frozenset(
+    {
+        "quantize_linear",
+        "dequantize_linear",
+        "fake_quantize_abs_max",
+        "fake_quantize_moving_average_abs_max",
+        "fake_channel_wise_quantize_abs_max",
+        "fake_quantize_dequantize_moving_average_abs_max",
+        "fake_channel_wise_quantize_dequantize_abs_max",
+        "fake_quantize_dequantize_abs_max",
+        "fake_dequantize_max_abs",
+        "fake_channel_wise_dequantize_max_abs",
+        "quantize",
+        "dequantize",
+    }
+)
+
+
+@dataclass(frozen=True)
+class ModelFiles:
+    dir: Path
+    model: Path
+    params: Path
+
+    @property
+    def prefix(self) -> Path:
+        return self.model.with_suffix("")
+
+
+def model_files(model_dir: Path) -> ModelFiles:
+    """The .pdmodel/.pdiparams pair of an inference model folder (model.* or PaddleDetection's names)."""
+    model_dir = Path(model_dir)
+    if not model_dir.is_dir():
+        raise UserError(f"inference model folder {model_dir} not found", reason="DataNotFound")
+    model = model_dir / MODEL_FILE
+    if not model.is_file():
+        found = sorted(model_dir.glob("*.pdmodel"))
+        if len(found) != 1:
+            raise UserError(
+                f"inference model folder {model_dir} has no single .pdmodel file (found {len(found)})"
+            )
+        model = found[0]
+    params = model.with_suffix(".pdiparams")
+    if not params.is_file():
+        raise UserError(f"inference model {model} has no {params.name} beside it")
+    return ModelFiles(model_dir, model, params)
+
+
+def load_program(files: ModelFiles) -> paddle.static.Program:
+    paddle.enable_static()
+    try:
+        return paddle.static.Program.parse_from_string(files.model.read_bytes())
+    except Exception as e:
+        raise UserError(f"inference model {files.model} does not parse as a Paddle program ({e})") from e
+    finally:
+        paddle.disable_static()
+
+
+def weight_vars(program: paddle.static.Program) -> list:
+    return [v for v in program.list_vars() if v.persistable and v.name not in ("feed", "fetch") and v.shape]
+
+
+def param_count(program: paddle.static.Program) -> int:
+    return int(sum(int(np.prod(v.shape)) for v in weight_vars(program) if all(d > 0 for d in v.shape)))
+
+
+def is_quantized(program: paddle.static.Program) -> bool:
+    return any(op.type in QUANT_OPS for op in program.global_block().ops)
+
+
+def int8_weight_bytes(program: paddle.static.Program) -> int:
+    """Size of the weights when the quantized conv/matmul weights are stored as int8 (others fp32)."""
+    quantized_inputs: set[str] = set()
+    for op in program.global_block().ops:
+        if op.type in QUANT_OPS:
+            quantized_inputs.update(op.input_arg_names)
+    total = 0
+    for v in weight_vars(program):
+        n = int(np.prod(v.shape))
+        total += n if (v.name in quantized_inputs and len(v.shape) >= 2) else 4 * n
+    return total
+
+
+def conv_gmacs(program: paddle.static.Program) -> float | None:
+    """Conv + matmul multiply-adds of one image, in billions (PaddleDetection's "GFLOPs"); None when
+    the program's spatial shapes are not static."""
+    from paddleslim.analysis import flops
+
+    value = flops(program, only_conv=True)
+    return None if value <= 0 else float(value) / 1e9
+
+
+def size_on_disk(files: ModelFiles) -> int:
+    return files.model.stat().st_size + files.params.stat().st_size

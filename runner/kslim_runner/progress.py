@@ -1,0 +1,108 @@
+"""Progress reporting: one JSON line per logging step on stdout (the operator tails the pod log),
+and a tqdm bar on an interactive terminal."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import sys
+import time
+from typing import Any, TextIO
+
+STAGES = (
+    "prepare",
+    "baseline",
+    "prune",
+    "distill",
+    "qat",
+    "ptq",
+    "export",
+    "evaluate",
+    "benchmark",
+    "report",
+)
+
+
+def _finite(x: float | None, ndigits: int = 5) -> float | None:
+    if x is None or not math.isfinite(x):
+        return None
+    return round(float(x), ndigits)
+
+
+def progress_line(
+    stage: str,
+    step: int,
+    total: int,
+    *,
+    loss: float | None = None,
+    ap: float | None = None,
+    eta_seconds: float | None = None,
+) -> str:
+    """The contract's progress object as one compact JSON line."""
+    percent = 100.0 * step / total if total > 0 else 100.0
+    obj: dict[str, Any] = {
+        "kslim": "progress",
+        "stage": stage,
+        "step": int(step),
+        "total": int(total),
+        "percent": round(percent, 1),
+        "loss": _finite(loss),
+        "ap": _finite(ap),
+        "etaSeconds": None if eta_seconds is None else max(0, round(eta_seconds)),
+    }
+    return json.dumps(obj, separators=(", ", ": "))
+
+
+def interactive() -> bool:
+    """A local terminal (tqdm bar) rather than a pod or a pipe."""
+    if os.environ.get("KUBERNETES_SERVICE_HOST") or os.environ.get("KSLIM_NO_TQDM"):
+        return False
+    return sys.stderr.isatty()
+
+
+class Progress:
+    """Reports one stage's progress: JSON lines every `every` steps, plus tqdm when interactive."""
+
+    def __init__(
+        self, stage: str, total: int, *, every: int = 1, start: int = 0, stream: TextIO | None = None
+    ) -> None:
+        self.stage, self.total, self.every = stage, max(int(total), 0), max(int(every), 1)
+        self.stream = stream or sys.stdout
+        self.step = start
+        self._t0 = time.monotonic()
+        self._start = start
+        self._bar = None
+        if interactive():
+            from tqdm import tqdm
+
+            self._bar = tqdm(total=self.total, initial=start, desc=stage, leave=False, dynamic_ncols=True)
+
+    def eta(self) -> float | None:
+        done = self.step - self._start
+        if done <= 0:
+            return None
+        return (time.monotonic() - self._t0) / done * (self.total - self.step)
+
+    def update(
+        self, step: int, *, loss: float | None = None, ap: float | None = None, force: bool = False
+    ) -> None:
+        if self._bar is not None:
+            self._bar.update(step - self.step)
+            if loss is not None:
+                self._bar.set_postfix(loss=f"{loss:.3f}", refresh=False)
+        self.step = step
+        if force or step % self.every == 0 or step == self.total:
+            self.emit(loss=loss, ap=ap)
+
+    def emit(self, *, loss: float | None = None, ap: float | None = None) -> None:
+        line = progress_line(self.stage, self.step, self.total, loss=loss, ap=ap, eta_seconds=self.eta())
+        if self._bar is not None:
+            self._bar.write(line, file=self.stream)
+        else:
+            print(line, file=self.stream, flush=True)
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.close()
+            self._bar = None

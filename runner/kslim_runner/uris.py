@@ -1,0 +1,48 @@
+"""Resolve the URIs of a job file to local paths.
+
+pvc://claim/path -> $KSLIM_PVC_ROOT/claim/path (the operator mounts each claim at /mnt/pvc/<claim>);
+file:///abs or file://rel -> a path; a bare path is taken relative to the job file's folder.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from kslim_runner.errors import UserError
+
+DEFAULT_PVC_ROOT = "/mnt/pvc"
+PVC_ROOT_ENV = "KSLIM_PVC_ROOT"
+
+
+def pvc_root() -> Path:
+    return Path(os.environ.get(PVC_ROOT_ENV) or DEFAULT_PVC_ROOT)
+
+
+def resolve_uri(uri: str, base_dir: Path, *, what: str = "path") -> Path:
+    """Map a job-file URI to a local path (no I/O). Relative paths are relative to base_dir."""
+    if uri.startswith("pvc://"):
+        rest = uri[len("pvc://") :].strip("/")
+        claim, _, sub = rest.partition("/")
+        if not claim:
+            raise UserError(f"{what}: {uri!r} names no claim; write pvc://<claim>/<path>")
+        return pvc_root() / claim / sub if sub else pvc_root() / claim
+    if uri.startswith("file://"):
+        path = Path(uri[len("file://") :])
+    elif "://" in uri:
+        scheme = uri.split("://", 1)[0]
+        raise UserError(
+            f"{what}: {scheme}:// URIs are not supported by this runner yet ({uri}); "
+            "copy the data to a volume and use pvc:// or a local path"
+        )
+    else:
+        path = Path(uri)
+    return path if path.is_absolute() else (base_dir / path)
+
+
+def display_uri(base_uri: str | None, local_root: Path, path: Path) -> str:
+    """How an artifact is named in the report: under base_uri when the output came from one."""
+    if base_uri is None:
+        return str(path)
+    rel = path.relative_to(local_root).as_posix()
+    return f"{base_uri.rstrip('/')}/{rel}" if rel != "." else base_uri
