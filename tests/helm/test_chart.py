@@ -4,6 +4,8 @@ and install into the real control plane."""
 from __future__ import annotations
 
 import filecmp
+import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -18,7 +20,10 @@ CHART = ROOT / "helm" / "kslim"
 
 VALUE_SETS: dict[str, list[str]] = {
     "defaults": [],
-    "namespaced": ["--set", "operator.watchNamespaces={team-a,team-b}", "--set", "operator.maxConcurrentJobs=5"],
+    "namespaced": [
+        "--set", "operator.watchNamespaces={team-a,team-b}",
+        "--set", "operator.maxConcurrentJobs=5",
+    ],
     "everything-on": [
         "--set", "metrics.serviceMonitor.enabled=true",
         "--set", "metrics.prometheusRule.enabled=true",
@@ -72,7 +77,9 @@ def test_rbac_is_least_privilege() -> None:
                 continue
             for rule in doc["rules"]:
                 for key in ("verbs", "resources", "apiGroups"):
-                    assert "*" not in rule.get(key, []), f"{name}: wildcard {key} in {doc['metadata']['name']}"
+                    assert "*" not in rule.get(key, []), (
+                        f"{name}: wildcard {key} in {doc['metadata']['name']}"
+                    )
                 assert "escalate" not in rule["verbs"] and "bind" not in rule["verbs"]
 
 
@@ -98,7 +105,11 @@ def test_operator_pod_is_restricted() -> None:
     assert pod["securityContext"]["runAsNonRoot"] is True
     assert pod["securityContext"]["seccompProfile"]["type"] == "RuntimeDefault"
     sc = _operator_container(docs)["securityContext"]
-    assert sc == {"allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True, "capabilities": {"drop": ["ALL"]}}
+    assert sc == {
+        "allowPrivilegeEscalation": False,
+        "readOnlyRootFilesystem": True,
+        "capabilities": {"drop": ["ALL"]},
+    }
 
 
 def test_every_operator_setting_the_chart_sets_exists() -> None:
@@ -115,7 +126,9 @@ def test_chart_crds_match_top_level_crds() -> None:
     assert top, "crds/ is empty"
     assert top == chart, "run `make crds`"
     _, mismatch, errors = filecmp.cmpfiles(ROOT / "crds", CHART / "crds", top, shallow=False)
-    assert not mismatch and not errors, f"helm/kslim/crds differs from crds/ ({mismatch or errors}): run `make crds`"
+    assert not mismatch and not errors, (
+        f"helm/kslim/crds differs from crds/ ({mismatch or errors}): run `make crds`"
+    )
 
 
 def test_chart_readme_is_generated_from_values() -> None:
@@ -126,8 +139,12 @@ def test_chart_readme_is_generated_from_values() -> None:
 @pytest.mark.cluster
 def test_helm_install_on_the_control_plane(control_plane: ControlPlane, namespace: str) -> None:
     # The server validates every rendered object (server-side dry run), then a real install.
-    manifest = helm("template", "kslim", str(CHART), "--namespace", namespace, *VALUE_SETS["everything-on"][6:]).stdout
-    dry = control_plane.kubectl("apply", "--dry-run=server", "-n", namespace, "-f", "-", input=manifest, check=False)
+    manifest = helm(
+        "template", "kslim", str(CHART), "--namespace", namespace, *VALUE_SETS["everything-on"][6:]
+    ).stdout
+    dry = control_plane.kubectl(
+        "apply", "--dry-run=server", "-n", namespace, "-f", "-", input=manifest, check=False
+    )
     assert dry.returncode == 0, dry.stderr
     helm("install", "kslim", str(CHART), "--namespace", namespace, "--set", "operator.replicas=2",
          kubeconfig=control_plane.kubeconfig)  # fmt: skip
@@ -139,3 +156,36 @@ def test_helm_install_on_the_control_plane(control_plane: ControlPlane, namespac
         assert control_plane.kubectl("get", kind, "-n", namespace, "-l", "app.kubernetes.io/instance=kslim",
                                      "-o", "name").stdout.strip(), kind  # fmt: skip
     helm("uninstall", "kslim", "--namespace", namespace, kubeconfig=control_plane.kubeconfig)
+
+
+def _exposed_metric_names() -> set[str]:
+    from kslim_operator.metrics import Metrics
+
+    suffixes = {"counter": ["_total"], "histogram": ["_bucket", "_sum", "_count"], "gauge": [""]}
+    return {
+        family.name + suffix
+        for family in Metrics(source=list).registry.collect()
+        for suffix in suffixes.get(family.type, [""])
+    }
+
+
+def _rendered_rules() -> dict[str, Any]:
+    docs = render("--set", "metrics.prometheusRule.enabled=true")
+    return {"groups": next(d for d in docs if d["kind"] == "PrometheusRule")["spec"]["groups"]}
+
+
+def test_alert_rules_pass_promtool(tmp_path: Path) -> None:
+    promtool = shutil.which("promtool")
+    assert promtool, "promtool missing: run `make tools`"
+    rules = tmp_path / "rules.yaml"
+    rules.write_text(yaml.safe_dump(_rendered_rules()))
+    result = subprocess.run([promtool, "check", "rules", str(rules)], capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_alerts_and_dashboard_use_metrics_the_operator_exposes() -> None:
+    exposed = _exposed_metric_names()
+    used = set(re.findall(r"\bkslim_[a-z_]+", yaml.safe_dump(_rendered_rules())))
+    used |= set(re.findall(r"\bkslim_[a-z_]+", (CHART / "dashboards" / "kslim.json").read_text()))
+    assert used, "no kslim metric referenced"
+    assert used <= exposed, f"not exposed by the operator: {sorted(used - exposed)}"
