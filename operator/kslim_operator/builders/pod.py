@@ -1,0 +1,145 @@
+"""The runner pod template: one container running `kslim run`, restricted security context."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from kslim_operator import names, storage
+from kslim_operator.builders.scheduling import build_scheduling
+from kslim_operator.request import JobRequest
+from kslim_operator.settings import Settings
+
+#: The runner image's user (Dockerfile: USER 65532); set explicitly so runAsNonRoot holds and the
+#: volumes are group-writable for it (fsGroup).
+RUNNER_UID = 65532
+
+CONFIG_VOLUME = "config"
+SCRATCH_VOLUME = "scratch"
+SHM_VOLUME = "dshm"
+OUTPUT_SCRATCH_VOLUME = "output"
+
+
+def get_command() -> list[str]:
+    return ["kslim", "run", f"{names.CONFIG_DIR}/{names.CONFIG_FILE}", "--output", names.OUTPUT_DIR]
+
+
+def get_env(req: JobRequest) -> list[dict[str, Any]]:
+    assert req.spec.output is not None
+    ours = [
+        {"name": "KSLIM_TERMINATION_MESSAGE_PATH", "value": names.TERMINATION_MESSAGE_PATH},
+        {"name": "KSLIM_PVC_ROOT", "value": names.PVC_ROOT},
+        {"name": "KSLIM_OUTPUT_URI", "value": req.spec.output.uri},
+        {"name": "KSLIM_JOB_NAME", "value": req.name},
+        {"name": "KSLIM_JOB_NAMESPACE", "value": req.namespace},
+        {"name": "KSLIM_NO_TQDM", "value": "1"},
+        {"name": "PYTHONUNBUFFERED", "value": "1"},
+        # Read-only root filesystem: every cache goes to the scratch volume.
+        {"name": "HOME", "value": "/tmp"},
+        {"name": "XDG_CACHE_HOME", "value": "/tmp/.cache"},
+        {"name": "MPLCONFIGDIR", "value": "/tmp/matplotlib"},
+    ]
+    return ours + [{"name": e.name, "value": e.value} for e in req.spec.template.env]
+
+
+def get_resources(req: JobRequest, settings: Settings) -> dict[str, Any]:
+    """Requests equal limits (Guaranteed QoS); operator defaults apply where the spec is silent."""
+    raw_resources = req.raw_spec.get("resources") or {}
+    cpu = req.spec.resources.cpu
+    memory = req.spec.resources.memory
+    if "cpu" not in raw_resources and settings.default_cpu:
+        cpu = settings.default_cpu
+    if "memory" not in raw_resources and settings.default_memory:
+        memory = settings.default_memory
+    amounts: dict[str, Any] = {"cpu": cpu, "memory": memory}
+    if req.spec.resources.gpus > 0:
+        amounts[settings.gpu_resource_name] = str(req.spec.resources.gpus)
+    return {"requests": dict(amounts), "limits": dict(amounts)}
+
+
+def get_container_security_context() -> dict[str, Any]:
+    return {
+        "allowPrivilegeEscalation": False,
+        "readOnlyRootFilesystem": True,
+        "runAsNonRoot": True,
+        "capabilities": {"drop": ["ALL"]},
+        "seccompProfile": {"type": "RuntimeDefault"},
+    }
+
+
+def get_pod_security_context() -> dict[str, Any]:
+    return {
+        "runAsNonRoot": True,
+        "runAsUser": RUNNER_UID,
+        "runAsGroup": RUNNER_UID,
+        "fsGroup": RUNNER_UID,
+        "fsGroupChangePolicy": "OnRootMismatch",
+        "seccompProfile": {"type": "RuntimeDefault"},
+    }
+
+
+def build_volumes(req: JobRequest) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """(volumes, mounts) of the runner container: job file, scratch, /dev/shm, output, claims, user's."""
+    assert req.spec.output is not None
+    claims = storage.get_claims(req.raw_spec)
+    volumes: list[dict[str, Any]] = [
+        {
+            "name": CONFIG_VOLUME,
+            "configMap": {
+                "name": names.configmap_name(req.name),
+                "items": [{"key": names.CONFIG_FILE, "path": names.CONFIG_FILE}],
+            },
+        },
+        {"name": SCRATCH_VOLUME, "emptyDir": {}},
+        {"name": SHM_VOLUME, "emptyDir": {"medium": "Memory", "sizeLimit": req.spec.resources.shm_size}},
+    ]
+    mounts: list[dict[str, Any]] = [
+        {"name": CONFIG_VOLUME, "mountPath": names.CONFIG_DIR, "readOnly": True},
+        {"name": SCRATCH_VOLUME, "mountPath": "/tmp"},
+        {"name": SHM_VOLUME, "mountPath": "/dev/shm"},
+    ]
+    output_uri = req.spec.output.uri
+    if storage.parse_pvc_uri(output_uri) is None:
+        volumes.append({"name": OUTPUT_SCRATCH_VOLUME, "emptyDir": {}})
+    mounts.append(storage.build_output_mount(output_uri, names.job_name(req.name)))
+    volumes += storage.build_claim_volumes(claims)
+    mounts += storage.build_claim_mounts(claims)
+    volumes += [dict(v) for v in req.spec.template.volumes]
+    mounts += [dict(m) for m in req.spec.template.volume_mounts]
+    return volumes, mounts
+
+
+def build_container(req: JobRequest, settings: Settings, mounts: list[dict[str, Any]]) -> dict[str, Any]:
+    template = req.spec.template
+    return {
+        "name": names.CONTAINER_NAME,
+        "image": template.image or settings.image,
+        "imagePullPolicy": template.image_pull_policy or settings.image_pull_policy,
+        "command": get_command(),
+        "env": get_env(req),
+        "resources": get_resources(req, settings),
+        "securityContext": get_container_security_context(),
+        "volumeMounts": mounts,
+        "terminationMessagePath": names.TERMINATION_MESSAGE_PATH,
+        # A crash before the runner wrote its message still tells something: the log's last lines.
+        "terminationMessagePolicy": "FallbackToLogsOnError",
+    }
+
+
+def build_pod_template(req: JobRequest, settings: Settings) -> dict[str, Any]:
+    volumes, mounts = build_volumes(req)
+    template = req.spec.template
+    spec: dict[str, Any] = {
+        "restartPolicy": "Never",
+        # The runner needs no API access: progress travels through its log (see reconciler).
+        "automountServiceAccountToken": False,
+        "enableServiceLinks": False,
+        "securityContext": get_pod_security_context(),
+        "containers": [build_container(req, settings, mounts)],
+        "volumes": volumes,
+        **build_scheduling(req, settings),
+    }
+    if template.service_account_name:
+        spec["serviceAccountName"] = template.service_account_name
+    if template.image_pull_secrets:
+        spec["imagePullSecrets"] = [{"name": s} for s in template.image_pull_secrets]
+    return {"metadata": {"labels": names.child_labels(req.name)}, "spec": spec}

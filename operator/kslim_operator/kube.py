@@ -1,0 +1,150 @@
+"""The operator's calls to the API server (besides Kopf's own watching, patching and events).
+
+The official client is synchronous; every call runs in a bounded thread pool so the event loop
+stays free. Errors are sorted into what a reconcile pass does with them: `NotFound` and
+`Conflict` are answers; `TransientError` (429, 5xx, connection trouble) means "retry later".
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, TypeVar
+
+import urllib3
+from kubernetes import client, config
+from kubernetes.client.exceptions import ApiException
+
+from kslim_operator import names
+
+T = TypeVar("T")
+
+
+class NotFound(Exception):
+    pass
+
+
+class Conflict(Exception):
+    pass
+
+
+class TransientError(Exception):
+    """The API server could not answer now (throttled, unavailable, connection lost)."""
+
+
+class PermanentApiError(Exception):
+    """The API server refused the request for good (bad request, forbidden)."""
+
+
+def classify(error: Exception) -> Exception:
+    if isinstance(error, ApiException):
+        if error.status == 404:
+            return NotFound(str(error.reason))
+        if error.status == 409:
+            return Conflict(str(error.reason))
+        if error.status in (408, 429) or (error.status or 0) >= 500 or error.status == 0:
+            return TransientError(f"{error.status} {error.reason}")
+        body = (error.body or "")[:500] if isinstance(error.body, str) else ""
+        return PermanentApiError(f"{error.status} {error.reason}: {body}")
+    if isinstance(error, (urllib3.exceptions.HTTPError, OSError)):
+        return TransientError(f"{type(error).__name__}: {error}")
+    return error
+
+
+def load_api_client(pool_size: int) -> client.ApiClient:
+    """In-cluster credentials, else the kubeconfig ($KUBECONFIG or ~/.kube/config)."""
+    configuration = client.Configuration()
+    try:
+        config.load_incluster_config(client_configuration=configuration)
+    except config.ConfigException:
+        config.load_kube_config(client_configuration=configuration)
+    configuration.connection_pool_maxsize = pool_size
+    configuration.retries = 0
+    return client.ApiClient(configuration)
+
+
+class Kube:
+    """Async wrappers over the calls the reconciler makes."""
+
+    def __init__(self, api: client.ApiClient, workers: int, request_timeout: float = 30.0) -> None:
+        self.api = api
+        self.core = client.CoreV1Api(api)
+        self.batch = client.BatchV1Api(api)
+        self.custom = client.CustomObjectsApi(api)
+        self.timeout = request_timeout
+        self.pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="kslim-api")
+
+    def close(self) -> None:
+        self.pool.shutdown(wait=False, cancel_futures=True)
+        self.api.close()
+
+    async def _call(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        loop = asyncio.get_running_loop()
+        kwargs.setdefault("_request_timeout", self.timeout)
+        try:
+            return await loop.run_in_executor(self.pool, functools.partial(fn, *args, **kwargs))
+        except Exception as error:  # translated for the caller; nothing is swallowed
+            raise classify(error) from error
+
+    async def create_configmap(self, body: dict[str, Any]) -> None:
+        """Create; an existing one (a previous pass or a previous operator) is fine: it is immutable."""
+        with contextlib.suppress(Conflict):
+            await self._call(self.core.create_namespaced_config_map, body["metadata"]["namespace"], body)
+
+    async def create_job(self, body: dict[str, Any]) -> dict[str, Any]:
+        """Create the Job, or return the existing one of that name (never a second Job)."""
+        ns, name = body["metadata"]["namespace"], body["metadata"]["name"]
+        try:
+            created = await self._call(self.batch.create_namespaced_job, ns, body)
+        except Conflict:
+            created = await self._call(self.batch.read_namespaced_job, name, ns)
+        return self.api.sanitize_for_serialization(created)
+
+    async def set_job_suspend(self, namespace: str, name: str, suspend: bool) -> dict[str, Any]:
+        patched = await self._call(
+            self.batch.patch_namespaced_job, name, namespace, {"spec": {"suspend": suspend}}
+        )
+        return self.api.sanitize_for_serialization(patched)
+
+    async def delete_job(self, namespace: str, name: str) -> None:
+        with contextlib.suppress(NotFound):
+            await self._call(
+                self.batch.delete_namespaced_job, name, namespace, propagation_policy="Background"
+            )
+
+    async def patch_status(self, namespace: str, name: str, patch: dict[str, Any]) -> dict[str, Any]:
+        result = await self._call(
+            self.custom.patch_namespaced_custom_object_status,
+            names.CJ_GROUP,
+            names.CJ_VERSION,
+            namespace,
+            names.CJ_PLURAL,
+            name,
+            {"status": patch},
+        )
+        return dict(result)  # type: ignore[call-overload]
+
+    async def pod_log_tail(self, namespace: str, pod: str, lines: int, limit_bytes: int) -> str:
+        # Raw bytes: the client would json-decode a log that happens to be one JSON line.
+        response: Any = await self._call(
+            self.core.read_namespaced_pod_log,
+            pod,
+            namespace,
+            container=names.CONTAINER_NAME,
+            tail_lines=lines,
+            limit_bytes=limit_bytes,
+            _preload_content=False,
+        )
+        return bytes(response.data).decode("utf-8", errors="replace")
+
+    async def missing_claims(self, namespace: str, claims: list[str]) -> list[str]:
+        missing = []
+        for claim in claims:
+            try:
+                await self._call(self.core.read_namespaced_persistent_volume_claim, claim, namespace)
+            except NotFound:
+                missing.append(claim)
+        return missing

@@ -1,0 +1,293 @@
+"""What a CompressionJob is doing, decided from its Job and pods (pure).
+
+The decision order follows the Job's own: terminal conditions first (Failed, Complete), then
+suspension, then the pod of the current attempt.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+from dataclasses import dataclass
+
+from kslim_operator.request import JobRequest
+from kslim_operator.termination import TerminationReport, parse_termination_message
+from kslim_operator.views import JobView, PodView
+
+PENDING, RUNNING, SUSPENDED, SUCCEEDED, FAILED = "Pending", "Running", "Suspended", "Succeeded", "Failed"
+
+IMAGE_PULL_WAITING = frozenset(
+    {"ErrImagePull", "ImagePullBackOff", "RegistryUnavailable", "SignatureValidationFailed"}
+)
+IMAGE_PERMANENT_WAITING = frozenset({"InvalidImageName", "ErrImageNeverPull"})
+CONFIG_WAITING = frozenset({"CreateContainerConfigError", "CreateContainerError"})
+#: Reasons a pod cannot start; with a start timeout they end the job.
+BLOCKING_REASONS = frozenset({"ImagePullFailed", "Unschedulable", "PVCNotFound", "ContainerConfigError"})
+
+#: Failed reasons by runner exit code when the runner left no reason of its own.
+EXIT_CODE_REASONS = {3: "QualityGateFailed", 4: "DeviceUnsupported"}
+RUNNER_ERROR = "RunnerError"
+
+
+@dataclass(frozen=True)
+class Observation:
+    phase: str
+    reason: str
+    message: str
+    terminal: bool = False
+    report: TerminationReport | None = None
+    attempts: int | None = None
+    last_failure: str | None = None
+    """What went wrong in the latest failed attempt (for the Retrying event)."""
+    stop_job: bool = False
+    """The operator ended the job (start timeout): delete the Job so its pod stops waiting."""
+
+    @property
+    def succeeded(self) -> bool:
+        return self.phase == SUCCEEDED
+
+    @property
+    def failed(self) -> bool:
+        return self.phase == FAILED
+
+
+def parse_time(value: str | None) -> datetime.datetime | None:
+    if not value:
+        return None
+    try:
+        return datetime.datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+
+
+def _newest(pods: list[PodView]) -> PodView | None:
+    return max(pods, key=lambda p: (p.created, p.name), default=None)
+
+
+def describe_pod_failure(pod: PodView, req: JobRequest) -> str:
+    """One sentence on why an attempt failed, with what to do when we know."""
+    report = parse_termination_message(pod.termination_message)
+    if report is not None and report.structured and report.message:
+        return report.message
+    if pod.terminated_reason == "OOMKilled":
+        return (
+            f"the runner ran out of memory (spec.resources.memory={req.spec.resources.memory}); raise it, "
+            "or lower spec.train.batchSize / spec.train.workers"
+        )
+    code = (
+        f"exit code {pod.exit_code}"
+        if pod.exit_code is not None
+        else (pod.terminated_reason or "no exit code")
+    )
+    text = f"the runner stopped with {code}"
+    if report is not None and report.raw_text:
+        text += f": {report.raw_text}"
+    return text
+
+
+def failure_reason(pod: PodView | None, report: TerminationReport | None) -> str:
+    """The Failed reason for a job the runner failed: the runner's own word, else by exit code."""
+    if report is not None and report.reason and report.outcome != "Succeeded":
+        return report.reason
+    if pod is not None and pod.exit_code is not None:
+        return EXIT_CODE_REASONS.get(pod.exit_code, RUNNER_ERROR)
+    return RUNNER_ERROR
+
+
+def _failed_pods(pods: list[PodView]) -> list[PodView]:
+    return [p for p in pods if p.terminated and (p.exit_code not in (None, 0) or p.phase == "Failed")]
+
+
+def observe_failed_job(job: JobView, pods: list[PodView], req: JobRequest) -> Observation:
+    cond = job.failed_condition
+    assert cond is not None
+    last = _newest(_failed_pods(pods))
+    report = parse_termination_message(last.termination_message) if last else None
+    last_failure = describe_pod_failure(last, req) if last else None
+    attempts = job.attempts
+    policy = req.spec.run_policy
+    if cond.reason == "DeadlineExceeded":
+        reason = "DeadlineExceeded"
+        message = (
+            "the job ran longer than spec.runPolicy.activeDeadlineSeconds "
+            f"({policy.active_deadline_seconds} s); raise it, or shorten training "
+            "(spec.train.epochs/iterations)"
+        )
+    elif cond.reason == "BackoffLimitExceeded":
+        reason = "BackoffLimitExceeded"
+        message = (
+            f"all {attempts} attempts failed (spec.runPolicy.backoffLimit={policy.backoff_limit}); "
+            f"last: {last_failure or cond.message or 'unknown'}"
+        )
+    elif cond.reason == "PodFailurePolicy" or last is not None:
+        reason = failure_reason(last, report)
+        message = last_failure or cond.message or "the runner failed"
+    else:
+        reason = cond.reason or RUNNER_ERROR
+        message = cond.message or "the Job failed"
+    return Observation(
+        FAILED, reason, message, terminal=True, report=report, attempts=attempts, last_failure=last_failure
+    )
+
+
+def observe_complete_job(job: JobView, pods: list[PodView]) -> Observation:
+    done = [p for p in pods if p.exit_code == 0 or p.phase == "Succeeded"]
+    pod = _newest(done)
+    report = parse_termination_message(pod.termination_message) if pod else None
+    message = (
+        summarize(report)
+        if report is not None and report.structured
+        else "completed (no report in the termination message)"
+    )
+    return Observation(SUCCEEDED, "Completed", message, terminal=True, report=report, attempts=job.attempts)
+
+
+def _fmt(x: object, scale: float = 1.0, digits: int = 1) -> str | None:
+    if isinstance(x, (int, float)) and not isinstance(x, bool):
+        return f"{x * scale:.{digits}f}"
+    return None
+
+
+def summarize(report: TerminationReport) -> str:
+    """'AP 31.0 -> 30.6 (-0.4 points), speed-up 2.10x' from a report (AP shown in points)."""
+    parts = []
+    base = _fmt((report.baseline or {}).get("ap"), 100)
+    res = _fmt((report.result or {}).get("ap"), 100)
+    delta = _fmt((report.delta or {}).get("ap"), 100)
+    if base and res:
+        parts.append(f"AP {base} -> {res}" + (f" ({delta} points)" if delta else ""))
+    speed = _fmt((report.delta or {}).get("speedup"), 1, 2)
+    if speed:
+        parts.append(f"speed-up {speed}x")
+    if report.message:
+        parts.append(report.message)
+    return ", ".join(parts) or "completed"
+
+
+def observe_pod(
+    pod: PodView,
+    req: JobRequest,
+    *,
+    missing_claims: list[str],
+    now: datetime.datetime,
+    start_timeout_seconds: int,
+    attempts: int,
+) -> Observation:
+    """The current attempt's pod: running, or why it is not."""
+    if pod.running:
+        return Observation(
+            RUNNING,
+            "Running",
+            f"attempt {attempts} running on {pod.node_name or 'a node'}",
+            attempts=attempts,
+        )
+    image = req.spec.template.image or "the runner image"
+    reason, message, permanent = "PodStarting", "the pod is starting", False
+    if pod.waiting_reason in IMAGE_PERMANENT_WAITING or pod.waiting_reason in IMAGE_PULL_WAITING:
+        permanent = pod.waiting_reason in IMAGE_PERMANENT_WAITING
+        reason = "ImagePullFailed"
+        message = (
+            f"cannot pull {image}: {pod.waiting_message or pod.waiting_reason}; "
+            "check spec.template.image and spec.template.imagePullSecrets"
+        )
+    elif missing_claims:
+        reason = "PVCNotFound"
+        message = (
+            f"PersistentVolumeClaim {', '.join(missing_claims)} not found in namespace {req.namespace}; "
+            "create it or fix the pvc:// URIs"
+        )
+    elif pod.unschedulable:
+        reason = "Unschedulable"
+        message = f"no node can run the pod: {pod.unschedulable}"
+        if req.spec.resources.gpus > 0:
+            message += " (GPU jobs need a node with a free nvidia.com/gpu of compute capability 6.x-8.x)"
+    elif pod.waiting_reason in CONFIG_WAITING:
+        reason = "ContainerConfigError"
+        message = f"the container cannot be created: {pod.waiting_message or pod.waiting_reason}"
+    if reason in BLOCKING_REASONS:
+        since = parse_time(pod.created)
+        waited = (now - since).total_seconds() if since else 0.0
+        if permanent or (start_timeout_seconds > 0 and waited >= start_timeout_seconds):
+            if not permanent:
+                message += f" (waited {int(waited)} s)"
+            return Observation(FAILED, reason, message, terminal=True, attempts=attempts, stop_job=True)
+    return Observation(PENDING, reason, message, attempts=attempts)
+
+
+def observe(
+    req: JobRequest,
+    job: JobView | None,
+    pods: list[PodView],
+    *,
+    job_created_before: bool,
+    queued: bool,
+    max_concurrent_jobs: int,
+    missing_claims: list[str],
+    now: datetime.datetime,
+    start_timeout_seconds: int,
+) -> Observation:
+    if job is None:
+        if job_created_before:
+            return Observation(
+                FAILED,
+                "JobDeleted",
+                f"the Job {req.name} was deleted before it finished; delete and re-create the CompressionJob "
+                "to run it again",
+                terminal=True,
+                stop_job=False,
+            )
+        return Observation(PENDING, "Creating", "creating the Job")
+    if job.failed_condition is not None:
+        return observe_failed_job(job, pods, req)
+    if job.complete:
+        return observe_complete_job(job, pods)
+    attempts = job.attempts
+    failed = _failed_pods(pods)
+    newest_failed = _newest(failed)
+    last_failure = describe_pod_failure(newest_failed, req) if newest_failed else None
+    if job.suspend:
+        if req.spec.run_policy.suspend:
+            return Observation(
+                SUSPENDED,
+                "Suspended",
+                "suspended by spec.runPolicy.suspend; set it to false to resume from the last stage "
+                "checkpoint",
+                attempts=attempts,
+            )
+        if queued:
+            return Observation(
+                PENDING,
+                "Queued",
+                f"waiting for a free slot (maxConcurrentJobs={max_concurrent_jobs})",
+                attempts=attempts,
+            )
+        if job.kueue:
+            return Observation(
+                PENDING,
+                "Queued",
+                f"waiting for Kueue to admit the Job (queue {req.labels.get('kueue.x-k8s.io/queue-name')})",
+                attempts=attempts,
+            )
+        return Observation(PENDING, "Starting", "starting the Job", attempts=attempts)
+    live = [p for p in pods if not p.terminated and not p.deleting]
+    pod = _newest(live)
+    if pod is not None:
+        obs = observe_pod(
+            pod,
+            req,
+            missing_claims=missing_claims,
+            now=now,
+            start_timeout_seconds=start_timeout_seconds,
+            attempts=max(attempts, 1),
+        )
+        return dataclasses.replace(obs, last_failure=last_failure)
+    if job.failed > 0:
+        return Observation(
+            PENDING,
+            "Retrying",
+            f"attempt {job.failed} failed ({last_failure or 'no detail'}); retrying "
+            f"(spec.runPolicy.backoffLimit={req.spec.run_policy.backoff_limit})",
+            attempts=attempts,
+            last_failure=last_failure,
+        )
+    return Observation(PENDING, "PodStarting", "waiting for the Job to create the pod", attempts=attempts)

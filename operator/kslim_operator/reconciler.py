@@ -1,0 +1,303 @@
+"""One reconcile pass for one CompressionJob: read the indexes, decide (pure), then act.
+
+A pass is idempotent and level-triggered: it looks at the Job and pods as they are now, so a
+restarted operator, a lost watch event or a retried pass all converge on the same state. The
+children have deterministic names, so a pass can never create a second Job.
+
+Acts, in order: create the ConfigMap and Job if missing; (un)suspend the Job (user suspension,
+the operator's queue); read the progress line from the running pod's log tail; patch the status
+if it changed (at most once per status_min_interval_seconds); post events; end the Job if the
+pod could not start in time.
+"""
+
+from __future__ import annotations
+
+import datetime
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from kslim_operator import events as ev
+from kslim_operator import names, queue, storage
+from kslim_operator.builders import build_configmap, build_job, get_spec_hash
+from kslim_operator.conditions import now_rfc3339
+from kslim_operator.kube import NotFound, TransientError
+from kslim_operator.observe import FAILED, RUNNING, SUCCEEDED, Observation, observe, parse_time
+from kslim_operator.progress import ProgressLine, last_progress
+from kslim_operator.request import InvalidSpec, JobRequest, parse_request
+from kslim_operator.settings import Settings
+from kslim_operator.state import OperatorState
+from kslim_operator.status import Inputs, build_status, diff, invalid_spec_status
+from kslim_operator.views import JobView, PodView, job_view
+
+logger = logging.getLogger(__name__)
+
+LOG_TAIL_LINES = 50
+LOG_TAIL_BYTES = 64 * 1024
+CLAIM_CHECK_SECONDS = 10.0
+RESYNC_SECONDS = 30.0
+#: A Job we just wrote is trusted over the index for this long (the watch event is on its way).
+OWN_WRITE_TRUST_SECONDS = 10.0
+
+EventSink = Callable[[ev.Event], None]
+
+
+@dataclass
+class JobMemory:
+    """What one job's daemon remembers between passes (lost on restart; nothing depends on it)."""
+
+    status: dict[str, Any] | None = None
+    """The status as last written by us (fresher than the watched body until its event arrives)."""
+    last_patch: float = float("-inf")
+    job: JobView | None = None
+    job_written: float = float("-inf")
+    req: JobRequest | None = None
+    req_key: tuple[Any, ...] = ()
+    progress: ProgressLine | None = None
+    progress_time: str | None = None
+    last_log_poll: float = float("-inf")
+    stage: str | None = None
+    stage_since: float | None = None
+    missing_claims: list[str] = field(default_factory=list)
+    claims_checked: float = float("-inf")
+    warned_generation: int = 0
+
+
+def _request(body: dict[str, Any], mem: JobMemory) -> JobRequest:
+    """Validated request, cached while generation and labels stay the same."""
+    meta = body.get("metadata") or {}
+    key = (meta.get("uid"), meta.get("generation"), tuple(sorted((meta.get("labels") or {}).items())))
+    if mem.req is None or mem.req_key != key:
+        mem.req = parse_request(body)
+        mem.req_key = key
+    return mem.req
+
+
+def pick_job(indexed: JobView | None, mem: JobMemory, clock: float) -> JobView | None:
+    """The index's view, unless our own recent write is newer (the watch event has not arrived)."""
+    own = mem.job
+    if own is None:
+        return indexed
+    if indexed is None:
+        return own if clock - mem.job_written < OWN_WRITE_TRUST_SECONDS else None
+    return own if own.uid == indexed.uid and own.generation > indexed.generation else indexed
+
+
+def desired_suspend(req: JobRequest, admitted: bool) -> bool | None:
+    """What the Job's suspend should be; None: not ours to decide (Kueue admits it)."""
+    if req.spec.run_policy.suspend:
+        return True
+    if req.kueue_managed:
+        return None
+    return not admitted
+
+
+class Reconciler:
+    def __init__(self, state: OperatorState, clock: Callable[[], float] = time.monotonic) -> None:
+        self.state = state
+        self.clock = clock
+
+    @property
+    def settings(self) -> Settings:
+        return self.state.settings
+
+    async def reconcile(self, body: dict[str, Any], mem: JobMemory, post: EventSink) -> float | None:
+        """One pass. Returns the seconds until the next pass is due, or None when the job is finished."""
+        meta = body["metadata"]
+        key: queue.Key = (meta["namespace"], meta["name"])
+        now_dt = datetime.datetime.now(datetime.UTC)
+        now = now_rfc3339(now_dt)
+        current = mem.status if mem.status is not None else dict(body.get("status") or {})
+        try:
+            req = _request(body, mem)
+        except InvalidSpec as error:
+            desired = invalid_spec_status(current, str(error), int(meta.get("generation") or 1), now)
+            obs = Observation(FAILED, "InvalidSpec", str(error), terminal=True)
+            wait = await self._write_status(key, current, desired, obs, mem, post)
+            return wait
+
+        indexed = self.state.job_of(key)
+        if indexed is not None and indexed.owner_uid not in ("", req.uid):
+            return 1.0  # the Job of a deleted CompressionJob of this name: wait for garbage collection
+        job = pick_job(indexed, mem, self.clock())
+        job_created_before = bool(current.get("startTime"))
+
+        admitted = queue.is_admitted(
+            key, self.state.queue_entries(), self.state.holding(), self.settings.max_concurrent_jobs
+        )
+        want = desired_suspend(req, admitted)
+        queued = want is True and not req.spec.run_policy.suspend
+
+        if job is None and not job_created_before:
+            job = await self._create_children(req, suspend=True if want is None else want, mem=mem)
+            if job is None:
+                return 1.0
+        elif job is not None and not job.finished and want is not None and job.suspend != want:
+            patched = await self.state.kube.set_job_suspend(req.namespace, job.name, want)
+            job = job_view(patched)
+            mem.job, mem.job_written = job, self.clock()
+
+        if job is not None and job.spec_hash and job.spec_hash != get_spec_hash(req.spec):
+            self._warn_spec_change(req, mem, post)
+
+        pods = self.state.pods_of(key)
+        running = next((p for p in pods if p.running and not p.terminated), None)
+        if running is not None:
+            await self._poll_progress(req, running, mem, now)
+        await self._check_claims(req, job, pods, mem)
+
+        obs = observe(
+            req,
+            job,
+            pods,
+            job_created_before=job_created_before,
+            queued=queued,
+            max_concurrent_jobs=self.settings.max_concurrent_jobs,
+            missing_claims=mem.missing_claims,
+            now=now_dt,
+            start_timeout_seconds=self.settings.start_timeout_seconds,
+        )
+        if obs.reason == "Queued":
+            self.state.queued.add(key)
+        else:
+            self.state.queued.discard(key)
+
+        inputs = Inputs(
+            now=now,
+            job_created=job is not None or job_created_before,
+            progress=mem.progress if obs.phase == RUNNING else None,
+            progress_time=mem.progress_time,
+        )
+        desired = build_status(req, obs, current, inputs)
+        wait = await self._write_status(key, current, desired, obs, mem, post)
+        if wait is not None:
+            return wait  # rate-limited: come back when a patch is allowed
+        if obs.stop_job and job is not None:
+            await self.state.kube.delete_job(req.namespace, job.name)
+        if obs.terminal:
+            self._observe_stage_end(mem, None)
+            self.state.poke_queued()
+            return None
+        if obs.phase == RUNNING:
+            return self.settings.progress_interval_seconds
+        if obs.reason in ("Queued", "Suspended"):
+            return RESYNC_SECONDS  # woken up by a poke when a slot frees or the spec changes
+        return CLAIM_CHECK_SECONDS  # a pod that cannot start is re-checked (claims, start timeout)
+
+    # ---- steps
+
+    async def _create_children(self, req: JobRequest, *, suspend: bool, mem: JobMemory) -> JobView | None:
+        """Create the ConfigMap and the Job; None if a Job of that name belongs to someone else."""
+        kube = self.state.kube
+        await kube.create_configmap(build_configmap(req))
+        created = await kube.create_job(build_job(req, self.settings, suspend=suspend))
+        job = job_view(created)
+        if job.owner_uid not in ("", req.uid):
+            return None
+        mem.job, mem.job_written = job, self.clock()
+        logger.info("created Job %s/%s (suspend=%s)", req.namespace, job.name, suspend)
+        return job
+
+    def _warn_spec_change(self, req: JobRequest, mem: JobMemory, post: EventSink) -> None:
+        if mem.warned_generation == req.generation:
+            return
+        mem.warned_generation = req.generation
+        post(
+            ev.Event(
+                ev.WARNING,
+                "SpecChangeIgnored",
+                f"generation {req.generation} changed the spec after the Job was created; only "
+                "spec.runPolicy.suspend can change now. Delete and re-create the CompressionJob to apply it.",
+            )
+        )
+
+    async def _poll_progress(self, req: JobRequest, pod: PodView, mem: JobMemory, now: str) -> None:
+        if self.clock() - mem.last_log_poll < self.settings.progress_interval_seconds:
+            return
+        mem.last_log_poll = self.clock()
+        try:
+            tail = await self.state.kube.pod_log_tail(req.namespace, pod.name, LOG_TAIL_LINES, LOG_TAIL_BYTES)
+        except (NotFound, TransientError) as error:
+            logger.debug("no log for %s/%s yet: %s", req.namespace, pod.name, error)
+            return
+        except Exception as error:  # the log is a nice-to-have; the outcome comes from the pod status
+            logger.warning("cannot read the log of %s/%s: %s", req.namespace, pod.name, error)
+            return
+        line = last_progress(tail)
+        if line is None or line == mem.progress:
+            return
+        if mem.stage != line.stage:
+            self._observe_stage_end(mem, line.stage)
+        mem.progress, mem.progress_time = line, now
+
+    def _observe_stage_end(self, mem: JobMemory, next_stage: str | None) -> None:
+        if mem.stage is not None and mem.stage_since is not None:
+            self.state.metrics.stage_duration.labels(stage=mem.stage).observe(
+                max(self.clock() - mem.stage_since, 0.0)
+            )
+        mem.stage = next_stage
+        mem.stage_since = self.clock() if next_stage else None
+
+    async def _check_claims(
+        self, req: JobRequest, job: JobView | None, pods: list[PodView], mem: JobMemory
+    ) -> None:
+        """While a pod waits to start, check that the PVCs it mounts exist (a clear reason, early)."""
+        waiting = (
+            job is not None and not job.suspend and any(not p.running and not p.terminated for p in pods)
+        )
+        if not waiting:
+            mem.missing_claims = []
+            return
+        if self.clock() - mem.claims_checked < CLAIM_CHECK_SECONDS:
+            return
+        mem.claims_checked = self.clock()
+        claims = storage.get_claims(req.raw_spec)
+        try:
+            mem.missing_claims = await self.state.kube.missing_claims(req.namespace, claims)
+        except Exception as error:  # RBAC may not allow it; the pod status still tells
+            logger.debug("cannot check claims of %s/%s: %s", req.namespace, req.name, error)
+            mem.missing_claims = []
+
+    async def _write_status(
+        self,
+        key: queue.Key,
+        current: dict[str, Any],
+        desired: dict[str, Any],
+        obs: Observation,
+        mem: JobMemory,
+        post: EventSink,
+    ) -> float | None:
+        """Patch what changed; returns seconds to wait if the rate limit holds the patch back."""
+        patch = diff(current, desired)
+        if not patch:
+            mem.status = current
+            return None
+        wait = mem.last_patch + self.settings.status_min_interval_seconds - self.clock()
+        if wait > 0:
+            return wait
+        result = await self.state.kube.patch_status(key[0], key[1], patch)
+        mem.status = dict(result.get("status") or {**current, **patch})
+        mem.last_patch = self.clock()
+        self.state.metrics.status_patches.inc()
+        for event in ev.transition_events(current, desired, obs, names.job_name(key[1])):
+            post(event)
+        self._count_transition(current, desired, obs)
+        return None
+
+    def _count_transition(self, before: dict[str, Any], after: dict[str, Any], obs: Observation) -> None:
+        m = self.state.metrics
+        was, now = before.get("phase"), after.get("phase")
+        if not before.get("startTime") and after.get("startTime"):
+            m.created.inc()
+        if (after.get("attempts") or 0) > (before.get("attempts") or 0) >= 1:
+            m.retries.inc((after.get("attempts") or 0) - (before.get("attempts") or 0))
+        if now in (SUCCEEDED, FAILED) and was != now:
+            if now == SUCCEEDED:
+                m.succeeded.inc()
+            else:
+                m.failed.labels(reason=obs.reason).inc()
+            start, end = parse_time(after.get("startTime")), parse_time(after.get("completionTime"))
+            if start and end:
+                m.job_duration.labels(outcome=now).observe(max((end - start).total_seconds(), 0.0))

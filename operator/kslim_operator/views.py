@@ -1,0 +1,165 @@
+"""Compact, immutable views of the Jobs and Pods the operator owns (what the indexes keep).
+
+Only what the decisions need is kept, so 1000 jobs cost little memory.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from kslim_operator import names
+
+
+@dataclass(frozen=True)
+class Cond:
+    type: str
+    status: str
+    reason: str = ""
+    message: str = ""
+
+
+@dataclass(frozen=True)
+class JobView:
+    name: str
+    namespace: str
+    uid: str
+    cj_name: str
+    suspend: bool
+    spec_hash: str
+    owner_uid: str = ""
+    generation: int = 0
+    active: int = 0
+    ready: int = 0
+    failed: int = 0
+    succeeded: int = 0
+    start_time: str | None = None
+    completion_time: str | None = None
+    deleting: bool = False
+    kueue: bool = False
+    conditions: tuple[Cond, ...] = ()
+
+    def condition(self, type_: str) -> Cond | None:
+        return next((c for c in self.conditions if c.type == type_ and c.status == "True"), None)
+
+    @property
+    def complete(self) -> bool:
+        return self.condition("Complete") is not None
+
+    @property
+    def failed_condition(self) -> Cond | None:
+        """The Failed condition, or FailureTarget (set first, while pods still terminate)."""
+        return self.condition("Failed") or self.condition("FailureTarget")
+
+    @property
+    def finished(self) -> bool:
+        return self.complete or self.failed_condition is not None
+
+    @property
+    def holds_slot(self) -> bool:
+        """Counts against maxConcurrentJobs: unsuspended, unfinished, not being deleted."""
+        return not self.suspend and not self.finished and not self.deleting
+
+    @property
+    def attempts(self) -> int:
+        return self.active + self.failed + self.succeeded
+
+
+@dataclass(frozen=True)
+class PodView:
+    name: str
+    cj_name: str
+    phase: str
+    created: str
+    node_name: str | None = None
+    running: bool = False
+    waiting_reason: str | None = None
+    waiting_message: str | None = None
+    exit_code: int | None = None
+    terminated_reason: str | None = None
+    termination_message: str | None = None
+    unschedulable: str | None = None
+    disrupted: bool = False
+    deleting: bool = False
+
+    @property
+    def terminated(self) -> bool:
+        return self.exit_code is not None or self.phase in ("Succeeded", "Failed")
+
+
+def _conds(raw: list[dict[str, Any]] | None) -> tuple[Cond, ...]:
+    return tuple(
+        Cond(
+            type=str(c.get("type", "")),
+            status=str(c.get("status", "")),
+            reason=str(c.get("reason") or ""),
+            message=str(c.get("message") or ""),
+        )
+        for c in raw or []
+    )
+
+
+def job_view(body: dict[str, Any]) -> JobView:
+    meta = body.get("metadata") or {}
+    spec = body.get("spec") or {}
+    status = body.get("status") or {}
+    labels = meta.get("labels") or {}
+    return JobView(
+        name=str(meta.get("name", "")),
+        namespace=str(meta.get("namespace", "")),
+        uid=str(meta.get("uid", "")),
+        cj_name=str(labels.get(names.LABEL_JOB_NAME, "")),
+        suspend=bool(spec.get("suspend", False)),
+        owner_uid=next(
+            (str(o.get("uid", "")) for o in meta.get("ownerReferences") or [] if o.get("controller")), ""
+        ),
+        generation=int(meta.get("generation") or 0),
+        spec_hash=str((meta.get("annotations") or {}).get(names.ANNOTATION_SPEC_HASH, "")),
+        active=int(status.get("active") or 0),
+        ready=int(status.get("ready") or 0),
+        failed=int(status.get("failed") or 0),
+        succeeded=int(status.get("succeeded") or 0),
+        start_time=status.get("startTime"),
+        completion_time=status.get("completionTime"),
+        deleting=bool(meta.get("deletionTimestamp")),
+        kueue=names.LABEL_KUEUE_QUEUE in labels,
+        conditions=_conds(status.get("conditions")),
+    )
+
+
+def _runner_status(status: dict[str, Any]) -> dict[str, Any]:
+    for cs in status.get("containerStatuses") or []:
+        if cs.get("name") == names.CONTAINER_NAME:
+            return dict(cs)
+    return {}
+
+
+def pod_view(body: dict[str, Any]) -> PodView:
+    meta = body.get("metadata") or {}
+    status = body.get("status") or {}
+    labels = meta.get("labels") or {}
+    cs = _runner_status(status)
+    state = cs.get("state") or {}
+    waiting = state.get("waiting") or {}
+    terminated = state.get("terminated") or {}
+    conds = _conds(status.get("conditions"))
+    unschedulable = next(
+        (c.message or c.reason for c in conds if c.type == "PodScheduled" and c.status == "False"), None
+    )
+    disrupted = any(c.type == "DisruptionTarget" and c.status == "True" for c in conds)
+    return PodView(
+        name=str(meta.get("name", "")),
+        cj_name=str(labels.get(names.LABEL_JOB_NAME, "")),
+        phase=str(status.get("phase") or "Pending"),
+        created=str(meta.get("creationTimestamp") or ""),
+        node_name=(body.get("spec") or {}).get("nodeName"),
+        running="running" in state,
+        waiting_reason=waiting.get("reason"),
+        waiting_message=waiting.get("message"),
+        exit_code=terminated.get("exitCode") if terminated else None,
+        terminated_reason=terminated.get("reason"),
+        termination_message=terminated.get("message"),
+        unschedulable=unschedulable,
+        disrupted=disrupted,
+        deleting=bool(meta.get("deletionTimestamp")),
+    )
