@@ -5,7 +5,6 @@ from __future__ import annotations
 import datetime
 
 from cj_samples import cj_body, job_body, pod_body, report_text, terminated, with_spec
-
 from kslim_operator.observe import observe
 from kslim_operator.request import parse_request
 from kslim_operator.views import job_view, pod_view

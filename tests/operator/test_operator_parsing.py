@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 
 from cj_samples import report_text
-
 from kslim_operator.progress import last_progress, overall_percent, parse_progress_line, planned_stages
 from kslim_operator.termination import parse_termination_message
 

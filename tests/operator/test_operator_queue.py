@@ -15,7 +15,7 @@ def _entries(n: int, wants: bool = True) -> list[QueueEntry]:
 
 
 def test_no_limit_admits_everyone_who_wants_to_run() -> None:
-    entries = _entries(3) + [QueueEntry(("ns", "held"), "2026-01-01T00:00:00Z", 99, wants_to_run=False)]
+    entries = [*_entries(3), QueueEntry(("ns", "held"), "2026-01-01T00:00:00Z", 99, wants_to_run=False)]
     assert admitted(entries, set(), 0) == {("ns", "job-00"), ("ns", "job-01"), ("ns", "job-02")}
 
 

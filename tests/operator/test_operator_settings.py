@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-
 from kslim_operator.settings import SettingsError, load_settings
 
 

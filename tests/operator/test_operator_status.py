@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from cj_samples import REPORT, cj_body, report_text
-
 from kslim_operator import conditions as cond
 from kslim_operator.observe import Observation
 from kslim_operator.progress import ProgressLine
