@@ -1,0 +1,61 @@
+"""evaluate: COCO box AP of each row's exported model through Paddle Inference (what is shipped),
+its cost figures, and for Python-side models the in-training AP as a cross-check."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from kslim_runner.measure.coco_eval import evaluate_model
+from kslim_runner.measure.cost import model_cost
+from kslim_runner.measure.dygraph_eval import evaluate_dygraph
+from kslim_runner.measure.predictor import PredictorOptions
+from kslim_runner.pipeline.context import RunContext
+from kslim_runner.pipeline.models import LOADERS, load_row_model
+from kslim_runner.pipeline.stage import Stage
+
+
+def eval_precision(quantized: bool, device: str) -> str:
+    """A quantized model is evaluated as it runs: int8 (oneDNN) on CPU; GPU evaluation stays fp32
+    unless TensorRT is used at benchmark time."""
+    return "int8" if quantized and device == "cpu" else "fp32"
+
+
+class EvaluateStage(Stage):
+    key = stage = "evaluate"
+
+    def run(self, ctx: RunContext) -> dict[str, Any]:
+        spec = ctx.spec
+        val = ctx.index("val")
+        threshold = float(spec.evaluation.score_threshold)
+        summary = {}
+        for row in list(ctx.rows):
+            if row.eval is None:
+                assert row.export_dir is not None
+                model_dir = ctx.path(row.export_dir)
+                row.cost = model_cost(model_dir)
+                opts = PredictorOptions(
+                    device=ctx.device.device,
+                    threads=spec.benchmark.threads,
+                    precision=eval_precision(row.cost["quantized"], ctx.device.device),
+                )
+                row.eval = evaluate_model(
+                    model_dir,
+                    val,
+                    batch_size=spec.evaluation.batch_size,
+                    score_threshold=threshold,
+                    opts=opts,
+                ).to_dict()
+                row.eval["precision"] = opts.precision
+                if row.model.get("kind") in LOADERS and row.model.get("kind") != "inference":
+                    det = load_row_model(row.model, ctx.path)
+                    row.eval_training = evaluate_dygraph(
+                        det, val, batch_size=spec.evaluation.batch_size, score_threshold=threshold
+                    )
+                ctx.put_row(row)
+                print(
+                    f"kslim: {row.name}: AP {row.eval['ap']:.4f} AP50 {row.eval['ap50']:.4f} "
+                    f"({row.eval['imagesPerSecond']} images/s)",
+                    flush=True,
+                )
+            summary[row.name] = {"ap": row.eval["ap"], "ap50": row.eval["ap50"]}
+        return summary

@@ -1,0 +1,122 @@
+"""prepare: make or find the data, check it (and the weights) so user errors surface before
+anything long runs."""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+from pathlib import Path
+from typing import Any
+
+from kslim_runner.data.coco import CocoIndex, check_images, load_coco
+from kslim_runner.data.synth import SynthConfig, generate
+from kslim_runner.errors import UserError
+from kslim_runner.measure.program import model_files
+from kslim_runner.pipeline.context import RunContext
+from kslim_runner.pipeline.stage import Stage
+from kslim_runner.progress import Progress
+
+#: Up to this many images every image is decoded up front; beyond, only existence is checked and a
+#: bad image is reported when the loader reaches it.
+DECODE_CHECK_LIMIT = 5000
+
+
+def _synthetic(ctx: RunContext) -> dict[str, tuple[Path, Path]]:
+    syn = ctx.spec.dataset.synthetic
+    if syn is None:
+        from kslim_api.v1alpha1 import SyntheticDataSpec
+
+        syn = SyntheticDataSpec()
+    splits = {}
+    for split, n in (("train", syn.train_images), ("val", syn.val_images)):
+        folder = ctx.out / "data" / split
+        ann = folder / "annotations.json"
+        if not ann.is_file():
+            cfg = SynthConfig(images=n, size=syn.image_size, classes=syn.classes, seed=syn.seed)
+            generate(folder, cfg, split=split)
+        splits[split] = (folder / "images", ann)
+    return splits
+
+
+def _given(ctx: RunContext) -> dict[str, tuple[Path, Path]]:
+    ds = ctx.spec.dataset
+    if ds.format != "coco":
+        raise UserError(
+            f"dataset.format {ds.format} is not supported by this runner yet; convert it to COCO",
+            reason="UnsupportedFormat",
+        )
+    splits = {}
+    for split in ("train", "val"):
+        s = getattr(ds, split)
+        if s is not None:
+            splits[split] = (
+                ctx.resolve(s.images, f"dataset.{split}.images"),
+                ctx.resolve(s.annotations, f"dataset.{split}.annotations"),
+            )
+    return splits
+
+
+def dataset_hash(paths: list[Path]) -> str:
+    h = hashlib.sha256()
+    for p in paths:
+        h.update(p.read_bytes())
+    return h.hexdigest()
+
+
+def _check_same_categories(a: CocoIndex, b: CocoIndex) -> None:
+    if a.category_ids != b.category_ids:
+        raise UserError(
+            f"{a.annotations} and {b.annotations} define different categories ({a.category_ids} vs "
+            f"{b.category_ids}); both splits need the same category ids",
+            reason="ClassOutOfRange",
+        )
+
+
+class PrepareStage(Stage):
+    key = stage = "prepare"
+
+    def run(self, ctx: RunContext) -> dict[str, Any]:
+        spec = ctx.spec
+        progress = Progress("prepare", 3)
+        if "onnx" in spec.export.formats and importlib.util.find_spec("paddle2onnx") is None:
+            raise UserError(
+                "export.formats asks for onnx but this runner has no paddle2onnx; remove onnx",
+                reason="UnsupportedFormat",
+            )
+        splits = _synthetic(ctx) if spec.dataset.format == "synthetic" else _given(ctx)
+        progress.update(1)
+        data: dict[str, Any] = {}
+        indexes: dict[str, CocoIndex] = {}
+        for split, (images, ann) in splits.items():
+            index = load_coco(ann, images, spec.model.num_classes)
+            check_images(index, decode=len(index) <= DECODE_CHECK_LIMIT)
+            indexes[split] = index
+            data[split] = {
+                "images": ctx.rel(images),
+                "annotations": ctx.rel(ann),
+                "count": len(index),
+                "boxes": index.num_annotations,
+            }
+        if "train" in indexes:
+            _check_same_categories(indexes["train"], indexes["val"])
+        progress.update(2)
+        weights = spec.resolved_weights()
+        weights_path = None
+        if weights is not None:
+            weights_path = ctx.resolve(weights.uri, "model.weights")
+            if not weights_path.is_file():
+                raise UserError(
+                    f"weights file {weights_path} not found; check model.weights.uri", reason="DataNotFound"
+                )
+        inference = None
+        if spec.model.inference_model is not None:
+            inference = model_files(ctx.resolve(spec.model.inference_model.uri, "model.inferenceModel")).dir
+        progress.update(3)
+        progress.close()
+        return {
+            "data": data,
+            "labels": indexes["val"].category_names,
+            "datasetHash": dataset_hash([p for _, p in splits.values()]),
+            "weights": None if weights_path is None else str(weights_path),
+            "inferenceModel": None if inference is None else str(inference),
+        }

@@ -1,0 +1,1 @@
+"""The job's report: report.json, report.md, pareto.png, and the termination message."""

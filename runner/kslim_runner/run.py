@@ -1,0 +1,173 @@
+"""`kslim run FILE [--output DIR]`: validate the job, run its pipeline (resuming a killed run),
+print the table, write the termination message, and return the contract's exit code."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+import traceback
+from pathlib import Path
+from typing import Any
+
+from kslim_runner.errors import EXIT_OK, EXIT_QUALITY_GATE, KslimError, UserError
+
+DEFAULT_LOCAL_OUTPUT = "output"
+
+
+def output_location(job: Any, job_dir: Path, output: str | None) -> tuple[Path, str | None]:
+    """(local folder, the URI artifacts are reported under). --output wins; else spec.output.uri with
+    the job's name appended; else ./output/<name>. In a pod, --output is the mount of
+    spec.output.uri/<name>, so artifacts are reported under that URI."""
+    from kslim_runner.uris import resolve_uri
+
+    name = job.metadata.name
+    spec_uri = None if job.spec.output is None else f"{job.spec.output.uri.rstrip('/')}/{name}"
+    if output is not None:
+        in_pod = bool(os.environ.get("KUBERNETES_SERVICE_HOST"))
+        return Path(output).absolute(), spec_uri if in_pod else None
+    if spec_uri is not None:
+        if spec_uri.startswith(("pvc://", "file://")) or "://" not in spec_uri:
+            return resolve_uri(spec_uri, job_dir, what="spec.output.uri"), None
+        return resolve_uri(spec_uri, job_dir, what="spec.output.uri"), spec_uri
+    return (Path.cwd() / DEFAULT_LOCAL_OUTPUT / name).absolute(), None
+
+
+def ensure_writable(out: Path) -> None:
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        probe = out / f".kslim-write-probe-{os.getpid()}"
+        probe.write_text("ok")
+        probe.unlink()
+    except OSError as e:
+        raise UserError(
+            f"output folder {out} is not writable ({e.strerror or e}); choose another --output or fix the "
+            "volume's permissions",
+            reason="OutputNotWritable",
+        ) from e
+
+
+def _load(file: str) -> Any:
+    from kslim_api import InvalidJobError, load_job
+
+    try:
+        return load_job(file)
+    except InvalidJobError as e:
+        where = e.source or file
+        raise UserError(f"{where}: invalid CompressionJob: {e}", reason="InvalidSpec") from e
+
+
+def _setup_context(file: str, output: str | None) -> Any:
+    from kslim_runner.device import decide_device, probe
+    from kslim_runner.pipeline.context import RunContext, spec_hash
+    from kslim_runner.pipeline.state import PipelineState, load_state
+
+    job = _load(file)
+    job_dir = Path(file).absolute().parent
+    out, out_uri = output_location(job, job_dir, output)
+    ensure_writable(out)
+    compiled, gpus = probe()
+    decision = decide_device(job.spec.benchmark.device, compiled, gpus)
+    h = spec_hash(job)
+    state = load_state(out)
+    if state is not None and state.spec_hash != h:
+        print(f"kslim: {out} holds a run of a different spec; starting over", flush=True)
+        shutil.rmtree(out / "stages", ignore_errors=True)
+        shutil.rmtree(out / "models", ignore_errors=True)
+        state = None
+    if state is None:
+        state = PipelineState(spec_hash=h)
+    return RunContext(
+        job=job,
+        job_dir=job_dir,
+        out=out,
+        out_uri=out_uri,
+        device=decision,
+        state=state,
+        steps=job.spec.resolved_steps(),
+    )
+
+
+def build_pipeline(ctx: Any) -> Any:
+    from kslim_runner.pipeline.baseline import BaselineStage
+    from kslim_runner.pipeline.benchmark import BenchmarkStage
+    from kslim_runner.pipeline.evaluate import EvaluateStage
+    from kslim_runner.pipeline.export import ExportStage
+    from kslim_runner.pipeline.methods import check_methods
+    from kslim_runner.pipeline.prepare import PrepareStage
+    from kslim_runner.pipeline.report import ReportStage
+    from kslim_runner.pipeline.stage import Pipeline
+    from kslim_runner.pipeline.steps import StepStage
+
+    check_methods([s.method for s in ctx.steps])
+    return Pipeline(
+        [
+            PrepareStage(),
+            BaselineStage(),
+            *[StepStage(i, s) for i, s in enumerate(ctx.steps)],
+            ExportStage(),
+            EvaluateStage(),
+            BenchmarkStage(),
+            ReportStage(),
+        ]
+    )
+
+
+def _fail(err: str, reason: str, stage: str | None, exit_code: int) -> int:
+    from kslim_runner.report import termination
+
+    print(f"kslim: error: {err}", file=sys.stderr, flush=True)
+    termination.write({"outcome": "Failed", "reason": reason, "message": err, "stage": stage})
+    return exit_code
+
+
+def run_command(file: str, output: str | None = None) -> int:
+    """The whole job. Exit codes: 0 done, 1 internal, 2 user error, 3 quality gate, 4 device."""
+    stage: str | None = "prepare"
+    pipeline = None
+    try:
+        ctx = _setup_context(file, output)
+        import paddle
+
+        paddle.set_device("gpu" if ctx.device.device == "gpu" else "cpu")
+        print(
+            f"kslim: job {ctx.name}: output {ctx.out}; device {ctx.device.device} ({ctx.device.reason})",
+            flush=True,
+        )
+        pipeline = build_pipeline(ctx)
+        from kslim_runner.pipeline.steps import check_steps
+
+        check_steps(ctx, ctx.steps)
+        pipeline.run(ctx)
+    except KslimError as e:
+        if pipeline is not None and pipeline.current is not None:
+            stage = pipeline.current.stage
+        return _fail(e.summary, e.reason, stage, e.exit_code)
+    except Exception as e:
+        if pipeline is not None and pipeline.current is not None:
+            stage = pipeline.current.stage
+        traceback.print_exc(file=sys.stderr)
+        msg = " ".join(f"{type(e).__name__}: {e}".split())[:1000]
+        return _fail(f"internal error in stage {stage}: {msg}", "InternalError", stage, 1)
+    return _finish(ctx)
+
+
+def _finish(ctx: Any) -> int:
+    from kslim_runner.report import termination
+
+    rep = ctx.state.done["report"]["result"]
+    print(rep["table"], flush=True)
+    print(f"kslim: report {ctx.out / 'report.md'}", flush=True)
+    passed = rep["passed"]
+    payload = {
+        "outcome": "Succeeded" if passed else "Failed",
+        "reason": "Completed" if passed else "QualityGateFailed",
+        "message": rep["gateMessage"] or "completed; no quality gate set",
+        "stage": "report",
+        **rep["headline"],
+    }
+    termination.write(payload)
+    if not passed:
+        print(f"kslim: quality gate {rep['gateMessage']}", file=sys.stderr, flush=True)
+        return EXIT_QUALITY_GATE
+    return EXIT_OK
