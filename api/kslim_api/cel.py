@@ -1,19 +1,12 @@
-"""CEL validation rules shared by the pydantic models and the generated CRD.
+"""CEL validation rules as they appear in the CRD (`x-kubernetes-validations`).
 
-A model lists its cross-field rules as `CelRule`s; the CRD generator writes them into the
-schema as `x-kubernetes-validations`, and the model's pydantic validator raises the same
-`message` when its Python check fails. One message text, two enforcers: the API server and
-`kslim validate` say the same thing about the same mistake.
+The models in v1alpha1 pair each rule with its Python twin (`v1alpha1.Rule`), so the API server
+and `kslim validate` print the same message for the same mistake.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, ClassVar
-
-from pydantic import BaseModel
-from pydantic.json_schema import GetJsonSchemaHandler, JsonSchemaValue
-from pydantic_core import CoreSchema
 
 CEL_KEY = "x-kubernetes-validations"
 
@@ -38,25 +31,3 @@ class CelRule:
         if self.reason:
             out["reason"] = self.reason
         return out
-
-
-class CelRules(BaseModel):
-    """Mixin for models: `cel_rules` declared on a class (not inherited) end up in its JSON schema."""
-
-    cel_rules: ClassVar[tuple[CelRule, ...]] = ()
-
-    @classmethod
-    def __get_pydantic_json_schema__(
-        cls, core_schema: CoreSchema, handler: GetJsonSchemaHandler
-    ) -> JsonSchemaValue:
-        schema = handler(core_schema)
-        rules: tuple[CelRule, ...] = cls.__dict__.get("cel_rules", ())
-        if rules:
-            target: dict[str, Any] = handler.resolve_ref_schema(schema)
-            target[CEL_KEY] = [r.to_schema() for r in rules]
-        return schema
-
-
-def has(field: str) -> str:
-    """CEL presence test of a field of `self`."""
-    return f"has(self.{field})"

@@ -25,6 +25,7 @@ from pydantic_core import core_schema
 from kslim_api import v1alpha1 as api
 from kslim_api.cel import CEL_KEY
 from kslim_api.status import PRINTER_COLUMNS, CompressionJobStatus
+from kslim_api.v1alpha1 import PATTERN_HINTS
 
 CRD_NAME = f"{api.PLURAL}.{api.GROUP}"
 CRD_FILE = f"{api.GROUP}_{api.PLURAL}.yaml"
@@ -104,6 +105,7 @@ class _Converter:
             raise CrdError(f"{path}: `type: number` in spec (API conventions: use a string or an integer)")
         if "description" not in out:
             raise CrdError(f"{path}: no description (give the field a docstring)")
+        _explain_pattern(out)
         props = node.get("properties")
         if props is not None:
             out["properties"] = {k: self.convert(v, f"{path}.{k}", in_spec) for k, v in props.items()}
@@ -126,6 +128,20 @@ class _Converter:
         if "required" in out and not out["required"]:
             del out["required"]
         return _ordered(out)
+
+
+def _cel_string(text: str) -> str:
+    return "'" + text.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+def _explain_pattern(node: dict[str, Any]) -> None:
+    """The API server reports a failed `pattern` as the raw regex; a CEL twin of it says in words what
+    is expected. The pattern stays for editors and other schema tools."""
+    hint = PATTERN_HINTS.get(node.get("pattern", ""))
+    if node.get("type") != "string" or hint is None:
+        return
+    rule = {"rule": f"self.matches({_cel_string(node['pattern'])})", "message": hint}
+    node[CEL_KEY] = [rule, *node.get(CEL_KEY, [])]
 
 
 _ORDER = {k: i for i, k in enumerate(("description", "type", *_PLAIN_KEYS[2:], "properties", "items"))}
@@ -206,32 +222,42 @@ def render() -> str:
     return HEADER + yaml.dump(crd(), Dumper=_NoAliasDumper, sort_keys=False, width=100, allow_unicode=True)
 
 
-def default_path() -> Path:
-    """crds/ at the repository root (this file is api/kslim_api/crdgen.py)."""
-    return Path(__file__).resolve().parents[2] / "crds" / CRD_FILE
+REPO_ROOT = Path(__file__).resolve().parents[2]  # this file is api/kslim_api/crdgen.py
+#: The Helm chart installs CRDs from its own crds/ folder; it gets a copy of the same file.
+CHART_CRDS = REPO_ROOT / "helm" / "kslim" / "crds"
+
+
+def default_paths() -> list[Path]:
+    """crds/ at the repository root, plus the chart's copy when the chart is there."""
+    paths = [REPO_ROOT / "crds" / CRD_FILE]
+    if CHART_CRDS.parent.is_dir():
+        paths.append(CHART_CRDS / CRD_FILE)
+    return paths
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m kslim_api.crdgen", description=__doc__.splitlines()[0])
-    parser.add_argument("--out", type=Path, default=None, help=f"file to write (default: crds/{CRD_FILE})")
+    parser.add_argument(
+        "--out", type=Path, action="append", help="file to write (default: crds/ and the chart's)"
+    )
     group = parser.add_mutually_exclusive_group()
-    group.add_argument("--check", action="store_true", help="fail when the file differs from the model")
+    group.add_argument("--check", action="store_true", help="fail when a file differs from the model")
     group.add_argument("--stdout", action="store_true", help="print instead of writing")
     args = parser.parse_args(argv)
     text = render()
-    out: Path = args.out or default_path()
     if args.stdout:
         sys.stdout.write(text)
         return 0
+    outs: list[Path] = args.out or default_paths()
     if args.check:
-        current = out.read_text() if out.exists() else ""
-        if current != text:
+        stale = [out for out in outs if not out.exists() or out.read_text() != text]
+        for out in stale:
             print(f"{out} is out of date: run `make crds`", file=sys.stderr)
-            return 1
-        return 0
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(text)
-    print(f"wrote {out}")
+        return 1 if stale else 0
+    for out in outs:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(text)
+        print(f"wrote {out}")
     return 0
 
 

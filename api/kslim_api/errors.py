@@ -59,6 +59,15 @@ def _message(err: Any) -> str:
         return (
             f"{hint} (got {_short(err['input'])})" if hint else f"{err['msg']} (got {_short(err['input'])})"
         )
+    if (
+        kind == "string_type"
+        and isinstance(err["input"], (int, float))
+        and not isinstance(err["input"], bool)
+    ):
+        return (
+            f'decimals are strings in this API (Kubernetes spec has no floats): write "{err["input"]}" '
+            f"(got {err['input']!r})"
+        )
     if kind == "value_error" and "error" in ctx:
         return str(ctx["error"])
     if kind in {

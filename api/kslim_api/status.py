@@ -18,6 +18,8 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 from pydantic.alias_generators import to_camel
 
+from kslim_api.openapi import list_map
+
 #: RFC 3339 timestamp, e.g. "2024-05-01T12:00:00Z" (metav1.Time on the wire).
 Timestamp = Annotated[str, Field(json_schema_extra={"format": "date-time"})]
 
@@ -207,7 +209,7 @@ class CompressionJobStatus(Status):
     """The resolved strategy in one line, e.g. "prune(fpgm 0.3) > qat(pact)"."""
     progress: Progress | None = None
     """Live progress of the running job."""
-    conditions: list[Condition] = Field(default_factory=list, max_length=16)
+    conditions: Annotated[list[Condition], list_map("type")] = Field(default_factory=list, max_length=16)
     """Accepted, Running, Suspended, Succeeded, Failed, QualityGatePassed (metav1.Condition)."""
     baseline: ModelMetrics | None = None
     """The uncompressed model, measured in this job."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import decimal
 from collections.abc import Sequence
 
 from kslim_api.v1alpha1 import StrategyStep
@@ -17,7 +18,8 @@ def step_summary(step: StrategyStep) -> str:
         elif p.ratios is not None:
             amount = f"{len(p.ratios)} params"
         else:
-            amount = f"-{p.target_flops_reduction} flops" + (" sens" if p.sensitivity else "")
+            percent = decimal.Decimal(p.target_flops_reduction or "0") * 100
+            amount = f"-{percent.normalize():f}% flops" + (" sensitivity" if p.sensitivity else "")
         return f"prune({p.criterion} {amount})"
     if step.distill is not None:
         return f"distill({step.distill.teacher.architecture.value})"

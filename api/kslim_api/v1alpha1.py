@@ -13,7 +13,7 @@ Cross-field rules are `CelRule`s: each carries its CEL expression (written into 
 from __future__ import annotations
 
 import enum
-from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Hashable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Annotated, Any, ClassVar, Literal, TypeVar
 
@@ -31,6 +31,7 @@ from pydantic.json_schema import GetJsonSchemaHandler, JsonSchemaValue
 from pydantic_core import CoreSchema
 
 from kslim_api.cel import CEL_KEY, CelRule
+from kslim_api.openapi import LIST_SET, PRESERVE_UNKNOWN, list_map
 from kslim_api.status import CompressionJobStatus
 
 GROUP = "kslim.dev"
@@ -39,7 +40,9 @@ API_VERSION = f"{GROUP}/{VERSION}"
 KIND = "CompressionJob"
 PLURAL = "compressionjobs"
 SINGULAR = "compressionjob"
-SHORT_NAMES = ["cj"]
+#: Not "cj": that is batch/v1 CronJob's short name, and built-in resources win, so `kubectl get cj` would
+#: list CronJobs (and kubectl would warn on every use of it, also to CronJob users).
+SHORT_NAMES = ["cjob"]
 CATEGORIES = ["kslim"]
 
 #: Longest CompressionJob name: the operator names the Job after it, and the Job's name is a pod label
@@ -49,20 +52,6 @@ MAX_NAME_LENGTH = 63
 KUEUE_QUEUE_LABEL = "kueue.x-k8s.io/queue-name"
 
 # --- schema helpers ---------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, eq=False)  # hashed by identity: the extensions may hold lists
-class K8sSchema:
-    """Annotated marker: merge Kubernetes OpenAPI extensions (x-kubernetes-*) into a type's schema."""
-
-    extensions: Mapping[str, Any]
-
-    def __get_pydantic_json_schema__(
-        self, core_schema: CoreSchema, handler: GetJsonSchemaHandler
-    ) -> JsonSchemaValue:
-        schema = handler(core_schema)
-        handler.resolve_ref_schema(schema).update(self.extensions)
-        return schema
 
 
 T = TypeVar("T")
@@ -83,7 +72,6 @@ def _no_duplicates(key: Callable[[Any], Hashable] = lambda v: v) -> Callable[[li
 
 #: Annotated markers of a list whose items are unique (x-kubernetes-list-type: set on the server).
 UNIQUE = AfterValidator(_no_duplicates())
-LIST_SET = K8sSchema({"x-kubernetes-list-type": "set"})
 
 # --- scalar types (strings, because the API conventions forbid floats in spec) -----------------------
 
@@ -667,7 +655,7 @@ class EnvVar(Spec):
 
 
 #: A core/v1 object passed through to the pod unchanged (Toleration, Volume, VolumeMount, Affinity).
-PodObject = Annotated[dict[str, Any], K8sSchema({"x-kubernetes-preserve-unknown-fields": True})]
+PodObject = Annotated[dict[str, Any], PRESERVE_UNKNOWN]
 
 
 class PodTemplateSpec(Spec):
@@ -700,7 +688,7 @@ class PodTemplateSpec(Spec):
     env: Annotated[
         list[EnvVar],
         AfterValidator(_no_duplicates(lambda e: e.name)),
-        K8sSchema({"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["name"]}),
+        list_map("name"),
     ] = Field(default_factory=list, max_length=64)
     """Extra environment variables."""
     volumes: list[PodObject] = Field(default_factory=list, max_length=32)

@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import datetime
 import json
 import os
 import sys
@@ -66,6 +67,14 @@ def _parse_yaml(text: str, name: str) -> Any:
     return docs[0]
 
 
+def _json_default(value: Any) -> Any:
+    """YAML turns unquoted timestamps and dates into datetime objects; the API has strings."""
+    if isinstance(value, (datetime.datetime, datetime.date)):
+        text = value.isoformat()
+        return text.replace("+00:00", "Z") if isinstance(value, datetime.datetime) else text
+    raise TypeError(f"{type(value).__name__} is not a JSON value")
+
+
 def load_job(source: JobSource) -> CompressionJob:
     """A CompressionJob from a file path, YAML text (a str with a newline) or a parsed CR body.
 
@@ -82,7 +91,10 @@ def load_job(source: JobSource) -> CompressionJob:
             [FieldError("", f"a CompressionJob is a YAML mapping, not {type(data).__name__}")], name
         )
     try:
-        return CompressionJob.model_validate(data, by_alias=True, by_name=False)
+        # Strict, through JSON: the same types the API server accepts ("3" is not an integer, "yes"
+        # not a boolean) while enums still take their string values.
+        as_json = json.dumps(data, default=_json_default)
+        return CompressionJob.model_validate_json(as_json, strict=True, by_alias=True, by_name=False)
     except ValidationError as exc:
         raise InvalidJobError(field_errors(exc), name) from None
 

@@ -1,0 +1,282 @@
+"""Valid and invalid CompressionJobs shared by the pure schema tests and the API-server tests.
+
+Each bad spec is one mistake applied to a valid job, with the field the error must name. The same
+table runs against pydantic (`kslim validate`) and against the real API server, so the two agree.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+EXAMPLES = sorted((REPO_ROOT / "examples").glob("*.yaml"))
+COCO = {
+    "format": "coco",
+    "train": {"images": "pvc://coco/train2017", "annotations": "pvc://coco/annotations/train.json"},
+    "val": {"images": "pvc://coco/val2017", "annotations": "pvc://coco/annotations/val.json"},
+}
+
+
+def valid_job(name: str = "valid") -> dict[str, Any]:
+    """A small job every check accepts (pvc URIs, as on a real cluster)."""
+    return {
+        "apiVersion": "kslim.dev/v1alpha1",
+        "kind": "CompressionJob",
+        "metadata": {"name": name},
+        "spec": {
+            "model": {
+                "architecture": "yolov3_mobilenet_v1",
+                "weights": {"uri": "pvc://models/yolov3_mbv1.pdparams"},
+                "numClasses": 80,
+                "inputSize": 320,
+            },
+            "dataset": copy.deepcopy(COCO),
+            "strategy": [{"prune": {"criterion": "fpgm", "ratio": "0.3"}}],
+            "benchmark": {"device": "cpu", "precisions": ["fp32"]},
+            "output": {"uri": "pvc://artifacts/jobs"},
+            "resources": {"gpus": 0},
+        },
+    }
+
+
+def load_example(path: Path) -> dict[str, Any]:
+    data: dict[str, Any] = yaml.safe_load(path.read_text())
+    return data
+
+
+def set_path(doc: dict[str, Any], dotted: str, value: Any) -> None:
+    """doc["a"]["b"][0]["c"] = value for "a.b.0.c" (missing dicts are created)."""
+    *parents, leaf = dotted.split(".")
+    node: Any = doc
+    for key in parents:
+        node = node[int(key)] if isinstance(node, list) else node.setdefault(key, {})
+    if isinstance(node, list):
+        node[int(leaf)] = value
+    else:
+        node[leaf] = value
+
+
+def del_path(doc: dict[str, Any], dotted: str) -> None:
+    *parents, leaf = dotted.split(".")
+    node: Any = doc
+    for key in parents:
+        node = node[int(key)] if isinstance(node, list) else node[key]
+    del node[leaf]
+
+
+Mutation = Callable[[dict[str, Any]], None]
+
+
+def sets(**changes: Any) -> Mutation:
+    """Set dotted paths (use __ for dots in keyword names): sets(spec__model__numClasses=0)."""
+
+    def apply(doc: dict[str, Any]) -> None:
+        for key, value in changes.items():
+            set_path(doc, key.replace("__", "."), value)
+
+    return apply
+
+
+def drops(*paths: str) -> Mutation:
+    def apply(doc: dict[str, Any]) -> None:
+        for path in paths:
+            del_path(doc, path)
+
+    return apply
+
+
+def both(*mutations: Mutation) -> Mutation:
+    def apply(doc: dict[str, Any]) -> None:
+        for m in mutations:
+            m(doc)
+
+    return apply
+
+
+@dataclass(frozen=True)
+class BadSpec:
+    id: str
+    mutate: Mutation
+    field: str
+    """The field the error must name (API server and kslim validate)."""
+    server_only: bool = False
+    """A rule only the API server enforces (see docs/api.md, "who checks what")."""
+
+    def job(self) -> dict[str, Any]:
+        doc = valid_job(name=f"bad-{self.id}")
+        self.mutate(doc)
+        return doc
+
+
+SYNTHETIC = {"format": "synthetic"}
+PTQ = [{"ptq": {"algo": "hist"}}]
+DISTILL = {"distill": {"teacher": {"architecture": "yolov3_darknet53"}}}
+
+BAD_SPECS: list[BadSpec] = [
+    # unknown fields
+    BadSpec("unknown-field", sets(spec__model__numClass=3), "spec.model.numClass"),
+    BadSpec("snake-case-field", sets(spec__model__num_classes=3), "spec.model.num_classes"),
+    BadSpec("unknown-spec-field", sets(spec__priority="high"), "spec.priority"),
+    BadSpec(
+        "unknown-step-field", sets(spec__strategy__0__prune__amount="0.3"), "spec.strategy[0].prune.amount"
+    ),
+    # wrong types
+    BadSpec("int-as-string", sets(spec__model__numClasses="3"), "spec.model.numClasses"),
+    BadSpec("ratio-as-float", sets(spec__strategy__0__prune__ratio=0.3), "spec.strategy[0].prune.ratio"),
+    BadSpec("bool-as-string", sets(spec__runPolicy={"suspend": "yes"}), "spec.runPolicy.suspend"),
+    BadSpec("strategy-not-list", sets(spec__strategy={"prune": {"ratio": "0.3"}}), "spec.strategy"),
+    BadSpec("float-learning-rate", sets(spec__train={"learningRate": 0.001}), "spec.train.learningRate"),
+    # out of range / bad values
+    BadSpec("zero-classes", sets(spec__model__numClasses=0), "spec.model.numClasses"),
+    BadSpec("input-not-multiple-32", sets(spec__model__inputSize=300), "spec.model.inputSize"),
+    BadSpec("input-too-large", sets(spec__model__inputSize=2048), "spec.model.inputSize"),
+    BadSpec("ratio-above-one", sets(spec__strategy__0__prune__ratio="1.5"), "spec.strategy[0].prune.ratio"),
+    BadSpec("ratio-zero", sets(spec__strategy__0__prune__ratio="0"), "spec.strategy[0].prune.ratio"),
+    BadSpec("ratio-percent", sets(spec__strategy__0__prune__ratio="30%"), "spec.strategy[0].prune.ratio"),
+    BadSpec("negative-backoff", sets(spec__runPolicy={"backoffLimit": -1}), "spec.runPolicy.backoffLimit"),
+    BadSpec("bad-learning-rate", sets(spec__train={"learningRate": "fast"}), "spec.train.learningRate"),
+    BadSpec("bad-memory", sets(spec__resources__memory="lots"), "spec.resources.memory"),
+    BadSpec("bad-max-ap-drop", sets(spec__qualityGate={"maxAPDrop": "-1"}), "spec.qualityGate.maxAPDrop"),
+    BadSpec(
+        "four-bit-qat", sets(spec__strategy=[{"qat": {"weightBits": 4}}]), "spec.strategy[0].qat.weightBits"
+    ),
+    BadSpec(
+        "bad-env-name",
+        sets(spec__template={"env": [{"name": "1X", "value": "v"}]}),
+        "spec.template.env[0].name",
+    ),
+    BadSpec("too-many-steps", sets(spec__strategy=[{"prune": {"ratio": "0.1"}}] * 9), "spec.strategy"),
+    BadSpec("empty-slim-config", both(drops("spec.strategy"), sets(spec__slimConfig="")), "spec.slimConfig"),
+    BadSpec(
+        "empty-ratios", sets(spec__strategy=[{"prune": {"ratios": {}}}]), "spec.strategy[0].prune.ratios"
+    ),
+    # enums
+    BadSpec("unknown-architecture", sets(spec__model__architecture="resnet50"), "spec.model.architecture"),
+    BadSpec(
+        "unknown-criterion",
+        sets(spec__strategy__0__prune__criterion="l2_norm"),
+        "spec.strategy[0].prune.criterion",
+    ),
+    BadSpec(
+        "unknown-ptq-algo", sets(spec__strategy=[{"ptq": {"algo": "minmax"}}]), "spec.strategy[0].ptq.algo"
+    ),
+    BadSpec("unknown-device", sets(spec__benchmark__device="tpu"), "spec.benchmark.device"),
+    BadSpec(
+        "unknown-pull-policy",
+        sets(spec__template={"imagePullPolicy": "Sometimes"}),
+        "spec.template.imagePullPolicy",
+    ),
+    # URIs
+    BadSpec("ftp-uri", sets(spec__model__weights__uri="ftp://host/w.pdparams"), "spec.model.weights.uri"),
+    BadSpec("pvc-uppercase", sets(spec__output__uri="pvc://Artifacts/jobs"), "spec.output.uri"),
+    BadSpec("relative-path-uri", sets(spec__dataset__val__images="data/val"), "spec.dataset.val.images"),
+    # duplicates in sets / map lists
+    BadSpec(
+        "duplicate-precision", sets(spec__benchmark__precisions=["fp32", "fp32"]), "spec.benchmark.precisions"
+    ),
+    BadSpec(
+        "duplicate-env",
+        sets(spec__template={"env": [{"name": "A", "value": "1"}, {"name": "A", "value": "2"}]}),
+        "spec.template.env",
+    ),
+    # required fields
+    BadSpec("no-dataset", drops("spec.dataset"), "spec.dataset"),
+    BadSpec(
+        "teacher-without-architecture",
+        sets(spec__strategy=[{"distill": {"teacher": {}}}]),
+        "spec.strategy[0].distill.teacher.architecture",
+    ),
+    BadSpec("no-output", drops("spec.output"), "spec.output", server_only=True),
+    # cross-field rules (CEL on the server, the same Rule in pydantic)
+    BadSpec(
+        "architecture-and-inference-model",
+        sets(spec__model__inferenceModel={"uri": "pvc://m/x"}),
+        "spec.model",
+    ),
+    BadSpec(
+        "no-architecture-nor-model", drops("spec.model.architecture", "spec.model.weights"), "spec.model"
+    ),
+    BadSpec(
+        "inference-model-with-weights",
+        both(
+            drops("spec.model.architecture"),
+            sets(spec__model__inferenceModel={"uri": "pvc://m/x"}, spec__strategy=PTQ),
+        ),
+        "spec.model.weights",
+    ),
+    BadSpec(
+        "width-on-darknet",
+        sets(spec__model__architecture="yolov3_darknet53", spec__model__width="0.5"),
+        "spec.model.width",
+    ),
+    BadSpec(
+        "strategy-and-slim-config", sets(spec__slimConfig="slim: QAT\nQAT: {quant_config: {}}\n"), "spec"
+    ),
+    BadSpec("no-strategy-nor-slim-config", drops("spec.strategy"), "spec"),
+    BadSpec("two-methods-in-step", sets(spec__strategy__0__qat={}), "spec.strategy[0]"),
+    BadSpec("empty-step", sets(spec__strategy=[{}]), "spec.strategy[0]"),
+    BadSpec(
+        "qat-before-prune", sets(spec__strategy=[{"qat": {}}, {"prune": {"ratio": "0.3"}}]), "spec.strategy"
+    ),
+    BadSpec("qat-then-ptq", sets(spec__strategy=[{"qat": {}}, {"ptq": {}}]), "spec.strategy"),
+    BadSpec(
+        "inference-model-pruned",
+        both(
+            drops("spec.model.architecture", "spec.model.weights"),
+            sets(spec__model__inferenceModel={"uri": "pvc://m/x"}),
+        ),
+        "spec.strategy",
+    ),
+    BadSpec(
+        "ptq-without-calibration-data",
+        both(drops("spec.dataset.train"), sets(spec__strategy=PTQ)),
+        "spec.dataset.train",
+    ),
+    BadSpec("prune-without-train-data", drops("spec.dataset.train"), "spec.dataset.train"),
+    BadSpec(
+        "synthetic-with-train",
+        sets(spec__dataset__format="synthetic", spec__model__numClasses=3),
+        "spec.dataset",
+    ),
+    BadSpec("coco-without-val", drops("spec.dataset.val"), "spec.dataset.val"),
+    BadSpec(
+        "synthetic-settings-on-coco", sets(spec__dataset__synthetic={"classes": 3}), "spec.dataset.synthetic"
+    ),
+    BadSpec("synthetic-classes-mismatch", sets(spec__dataset=SYNTHETIC), "spec.model.numClasses"),
+    BadSpec(
+        "ratio-and-ratios",
+        sets(spec__strategy__0__prune__ratios={"conv2d_1.w_0": "0.2"}),
+        "spec.strategy[0].prune",
+    ),
+    BadSpec("prune-without-amount", drops("spec.strategy.0.prune.ratio"), "spec.strategy[0].prune"),
+    BadSpec(
+        "sensitivity-without-target",
+        sets(spec__strategy__0__prune__sensitivity=True),
+        "spec.strategy[0].prune.sensitivity",
+    ),
+    BadSpec(
+        "params-with-ratios",
+        sets(spec__strategy=[{"prune": {"ratios": {"a": "0.2"}, "params": ["b"]}}]),
+        "spec.strategy[0].prune.params",
+    ),
+    BadSpec("epochs-and-iterations", sets(spec__train={"epochs": 3, "iterations": 100}), "spec.train"),
+    BadSpec(
+        "fine-tune-epochs-and-iterations",
+        sets(spec__strategy__0__prune__fineTune={"epochs": 1, "iterations": 9}),
+        "spec.strategy[0].prune.fineTune",
+    ),
+    BadSpec(
+        "distill-without-training",
+        sets(spec__strategy=[{"distill": {**DISTILL["distill"], "fineTune": {"iterations": 0}}}]),
+        "spec.strategy[0].distill.fineTune.iterations",
+    ),
+    BadSpec("gpu-benchmark-without-gpu", sets(spec__benchmark__device="gpu"), "spec.benchmark.device"),
+    BadSpec("tensorrt-on-cpu", sets(spec__benchmark__tensorrt=True), "spec.benchmark.tensorrt"),
+    BadSpec("name-too-long", sets(metadata__name="x" * 64), "metadata.name"),
+]
