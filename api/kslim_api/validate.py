@@ -20,7 +20,7 @@ from pydantic import ValidationError
 from kslim_api.errors import FieldError, field_errors
 from kslim_api.slimconfig import SlimConfigError, SlimConversion, convert_slim_config
 from kslim_api.summary import strategy_summary
-from kslim_api.v1alpha1 import CompressionJob, StrategyStep
+from kslim_api.v1alpha1 import OUTPUT_REQUIRED, CompressionJob, StrategyStep
 
 EXIT_OK = 0
 EXIT_USER = 2
@@ -154,6 +154,10 @@ def validate_command(path: str, slim_config: bool = False) -> int:
             job = load_job(path)
             result = resolved_job(job)
             notes = list(convert_slim_config(job.spec.slim_config).notes) if job.spec.slim_config else []
+            if job.spec.output is None:
+                notes.append(
+                    f"spec.output is not set (fine for `kslim run --output`): {OUTPUT_REQUIRED.message}"
+                )
     except InvalidJobError as err:
         _print_errors(err, "slim config" if slim_config else "CompressionJob", sys.stderr)
         return EXIT_USER

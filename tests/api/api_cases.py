@@ -280,3 +280,91 @@ BAD_SPECS: list[BadSpec] = [
     BadSpec("tensorrt-on-cpu", sets(spec__benchmark__tensorrt=True), "spec.benchmark.tensorrt"),
     BadSpec("name-too-long", sets(metadata__name="x" * 64), "metadata.name"),
 ]
+
+
+@dataclass(frozen=True)
+class GoodSpec:
+    """A legal corner of the API; the API server and kslim validate must both accept it."""
+
+    id: str
+    mutate: Mutation
+
+    def job(self) -> dict[str, Any]:
+        doc = valid_job(name=f"good-{self.id}")
+        self.mutate(doc)
+        return doc
+
+
+SLIM_QAT = "pretrain_weights: s3://models/w.pdparams\nslim: QAT\nQAT: {quant_config: {}}\n"
+INFERENCE_MODEL = {"inferenceModel": {"uri": "pvc://models/ppyolo"}, "inputSize": 320}
+
+GOOD_SPECS: list[GoodSpec] = [
+    GoodSpec("baseline-only", sets(spec__strategy=[])),
+    GoodSpec("ptq-on-inference-model", sets(spec__model=INFERENCE_MODEL, spec__strategy=PTQ)),
+    GoodSpec("synthetic-defaults", both(sets(spec__dataset=SYNTHETIC, spec__model__numClasses=3))),
+    GoodSpec(
+        "synthetic-without-weights",
+        both(drops("spec.model.weights"), sets(spec__dataset=SYNTHETIC, spec__model__numClasses=3)),
+    ),
+    GoodSpec(
+        "prune-then-distill-without-fine-tune",
+        sets(spec__strategy=[{"prune": {"ratio": "0.5", "fineTune": {"iterations": 0}}}, DISTILL]),
+    ),
+    GoodSpec(
+        "distill-prune-qat",
+        sets(spec__strategy=[DISTILL, {"prune": {"ratio": "0.2"}}, {"qat": {"pact": True}}]),
+    ),
+    GoodSpec(
+        "width-one-on-darknet", sets(spec__model__architecture="yolov3_darknet53", spec__model__width="1")
+    ),
+    GoodSpec(
+        "flops-target-with-sensitivity",
+        sets(
+            spec__strategy=[
+                {"prune": {"targetFlopsReduction": "0.4", "sensitivity": True, "params": ["backbone.*"]}}
+            ]
+        ),
+    ),
+    GoodSpec("per-parameter-ratios", sets(spec__strategy=[{"prune": {"ratios": {"conv2d_27.w_0": ".25"}}}])),
+    GoodSpec(
+        "gpu-with-tensorrt",
+        sets(spec__resources__gpus=1, spec__benchmark={"device": "auto", "tensorrt": True}),
+    ),
+    GoodSpec(
+        "slim-config-with-its-weights",
+        both(
+            drops("spec.strategy", "spec.model.weights"),
+            sets(spec__slimConfig=SLIM_QAT),
+        ),
+    ),
+    GoodSpec(
+        "pod-template",
+        sets(
+            spec__template={
+                "image": "registry.example.com/kslim-runner:1.0",
+                "nodeSelector": {"pool": "gpu"},
+                "tolerations": [{"key": "gpu", "operator": "Exists", "effect": "NoSchedule"}],
+                "affinity": {"nodeAffinity": {}},
+                "env": [{"name": "A", "value": "1"}, {"name": "B"}],
+                "volumes": [{"name": "cache", "emptyDir": {}}],
+                "volumeMounts": [{"name": "cache", "mountPath": "/cache"}],
+                "imagePullSecrets": ["regcred"],
+                "priorityClassName": "batch-low",
+                "serviceAccountName": "kslim-runner",
+            }
+        ),
+    ),
+    GoodSpec(
+        "quality-gate-and-run-policy",
+        sets(
+            spec__qualityGate={"maxAPDrop": "1.0", "minSpeedup": "1.2", "maxLatencyMs": "15"},
+            spec__runPolicy={
+                "suspend": True,
+                "backoffLimit": 0,
+                "activeDeadlineSeconds": 3600,
+                "ttlSecondsAfterFinished": 0,
+            },
+        ),
+    ),
+    GoodSpec("name-of-63-characters", sets(metadata__name="x" * 63)),
+]

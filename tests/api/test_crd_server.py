@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 import yaml
-from api_cases import BAD_SPECS, EXAMPLES, BadSpec, load_example, valid_job
+from api_cases import BAD_SPECS, EXAMPLES, GOOD_SPECS, BadSpec, GoodSpec, load_example, valid_job
 from kslim_api.validate import load_job
 from support import kube
 from support.controlplane import ControlPlane
@@ -67,6 +67,13 @@ def test_example_is_accepted_and_defaulted_like_the_model(
     served = json.loads(out)["spec"]
     model = load_job(path).spec.model_dump(mode="json", by_alias=True, exclude_none=True)
     assert _without_empty(served) == _without_empty(model)
+
+
+@pytest.mark.parametrize("case", GOOD_SPECS, ids=lambda c: c.id)
+def test_legal_corner_is_accepted(cluster: tuple[ControlPlane, str], case: GoodSpec) -> None:
+    cp, ns = cluster
+    code, _, err = dry_run(cp, ns, case.job())
+    assert code == 0, err
 
 
 def test_at_least_thirty_distinct_bad_specs() -> None:

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 import yaml
-from api_cases import BAD_SPECS, EXAMPLES, REPO_ROOT, BadSpec, valid_job
+from api_cases import BAD_SPECS, EXAMPLES, GOOD_SPECS, REPO_ROOT, BadSpec, GoodSpec, valid_job
 from kslim_api import crdgen, docgen, strategy_summary
 from kslim_api.status import CompressionJobStatus, ConditionType
 from kslim_api.v1alpha1 import CompressionJob, CompressionJobSpec, ModelSpec, StrategyStep, immutable_rules
@@ -69,6 +69,11 @@ def test_bad_spec_table_is_big_and_distinct() -> None:
 
 def test_the_base_of_the_bad_specs_is_valid() -> None:
     load_job(valid_job())
+
+
+@pytest.mark.parametrize("case", GOOD_SPECS, ids=lambda c: c.id)
+def test_legal_corner_is_accepted(case: GoodSpec) -> None:
+    load_job(case.job())
 
 
 @pytest.mark.parametrize("case", [c for c in BAD_SPECS if not c.server_only], ids=lambda c: c.id)

@@ -30,6 +30,17 @@ def test_valid_job_prints_the_resolved_strategy(tmp_path: Path, capsys: pytest.C
     assert out["weights"] == "pvc://models/yolov3_mbv1.pdparams"
 
 
+def test_missing_output_is_fine_locally_but_noted(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    doc = valid_job()
+    del doc["spec"]["output"]
+    assert validate_command(write(tmp_path, "job.yaml", yaml.safe_dump(doc)), slim_config=False) == EXIT_OK
+    err = capsys.readouterr().err
+    assert (
+        "note: spec.output is not set (fine for `kslim run --output`): spec.output is required on a cluster"
+        in err
+    )
+
+
 def test_invalid_job_prints_every_error_with_its_path(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
