@@ -60,7 +60,6 @@ unit: venv ## Only the tests that need no control plane.
 .PHONY: crds
 crds: venv ## Regenerate crds/ (and the Helm chart's copy) from the schema model.
 	$(PY) -m kslim_api.crdgen
-	rm -f helm/kslim/crds/*.yaml && cp crds/*.yaml helm/kslim/crds/
 
 .PHONY: chart-readme
 chart-readme: venv ## Regenerate helm/kslim/README.md from values.yaml.
