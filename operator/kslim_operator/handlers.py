@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 from typing import Any
 
 import kopf
@@ -31,6 +32,7 @@ from kslim_operator.views import JobView, PodView, job_view, pod_view
 
 CJ = (names.CJ_GROUP, names.CJ_VERSION, names.CJ_PLURAL)
 OURS = {names.LABEL_JOB_NAME: kopf.PRESENT}
+SERVICE_ACCOUNT_TOKEN = "/var/run/secrets/kubernetes.io/serviceaccount/token"
 BACKOFF_SECONDS = (1.0, 2.0, 4.0, 8.0, 16.0, 30.0)
 
 
@@ -83,6 +85,15 @@ async def shutdown(*, memo: Any, **_: Any) -> None:
     if state is not None:
         state.metrics.ready.set(0)
         state.kube.close()
+
+
+@kopf.on.login()
+def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
+    """The pod's service account in a cluster, else $KUBECONFIG as it is now (the client library
+    reads that variable once, at import), else whatever the client library finds."""
+    if os.path.exists(SERVICE_ACCOUNT_TOKEN):
+        return kopf.login_with_service_account(**kwargs)
+    return kopf.login_with_kubeconfig(**kwargs) or kopf.login_via_client(**kwargs)
 
 
 # ---- indexes -------------------------------------------------------------------------------
@@ -157,7 +168,9 @@ async def _sleep(poke: asyncio.Event, stopped: kopf.DaemonStopped, delay: float)
             w.cancel()
 
 
-@kopf.daemon(*CJ, id="drive", when=_unfinished, cancellation_timeout=10.0)
+# A stopped daemon (job finished, deleted, operator exiting) may finish its pass: it may be between
+# a status patch and the events for it.
+@kopf.daemon(*CJ, id="drive", when=_unfinished, cancellation_backoff=10.0, cancellation_timeout=5.0)
 async def drive(
     *,
     body: kopf.Body,

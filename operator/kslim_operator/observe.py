@@ -94,6 +94,12 @@ def failure_reason(pod: PodView | None, report: TerminationReport | None) -> str
     return RUNNER_ERROR
 
 
+def count_attempts(job: JobView, pods: list[PodView]) -> int:
+    """Pods started so far: the Job's counters, or the pods seen if the counters lag (a failing pod
+    is counted by the Job only once its tracking finalizer is gone)."""
+    return max(job.attempts, len([p for p in pods if p.terminated or not p.deleting]))
+
+
 def _failed_pods(pods: list[PodView]) -> list[PodView]:
     return [p for p in pods if p.terminated and (p.exit_code not in (None, 0) or p.phase == "Failed")]
 
@@ -104,7 +110,7 @@ def observe_failed_job(job: JobView, pods: list[PodView], req: JobRequest) -> Ob
     last = _newest(_failed_pods(pods))
     report = parse_termination_message(last.termination_message) if last else None
     last_failure = describe_pod_failure(last, req) if last else None
-    attempts = job.attempts
+    attempts = count_attempts(job, pods)
     policy = req.spec.run_policy
     if cond.reason == "DeadlineExceeded":
         reason = "DeadlineExceeded"
@@ -139,7 +145,9 @@ def observe_complete_job(job: JobView, pods: list[PodView]) -> Observation:
         if report is not None and report.structured
         else "completed (no report in the termination message)"
     )
-    return Observation(SUCCEEDED, "Completed", message, terminal=True, report=report, attempts=job.attempts)
+    return Observation(
+        SUCCEEDED, "Completed", message, terminal=True, report=report, attempts=count_attempts(job, pods)
+    )
 
 
 def _fmt(x: object, scale: float = 1.0, digits: int = 1) -> str | None:
@@ -241,7 +249,7 @@ def observe(
         return observe_failed_job(job, pods, req)
     if job.complete:
         return observe_complete_job(job, pods)
-    attempts = job.attempts
+    attempts = count_attempts(job, pods)
     failed = _failed_pods(pods)
     newest_failed = _newest(failed)
     last_failure = describe_pod_failure(newest_failed, req) if newest_failed else None

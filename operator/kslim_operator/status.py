@@ -143,7 +143,7 @@ def build_status(
     if inputs.job_created and not status.get("startTime"):
         status["startTime"] = inputs.now
     if obs.attempts is not None:
-        status["attempts"] = obs.attempts
+        status["attempts"] = max(obs.attempts, int(current.get("attempts") or 0))
     if obs.phase == RUNNING and inputs.progress is not None:
         status["stage"] = inputs.progress.stage
         status["progress"] = build_progress(req, inputs.progress, inputs.progress_time or inputs.now)

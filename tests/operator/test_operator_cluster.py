@@ -1,0 +1,229 @@
+"""The operator on the real control plane: given CompressionJobs like these, the cluster ends up so."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from cj_samples import cj_body, report_text, with_spec
+from conftest import Jobs, operator_running
+from fakelet import FakeKubelet
+
+pytestmark = pytest.mark.cluster
+
+
+def test_create_makes_configmap_and_job_with_the_pod_template(
+    jobs: Jobs, kubelet: FakeKubelet, namespace: str, kubeconfig: Path
+) -> None:
+    with operator_running(namespace, kubeconfig):
+        jobs.create(cj_body(name="yolo"))
+        status = jobs.wait_phase("yolo", "Pending")
+        job = jobs.wait("Job yolo", lambda: jobs.job("yolo"))
+        cm = jobs.core.read_namespaced_config_map("yolo-job", namespace)
+        cr = jobs.get("yolo")
+        for obj in (job, cm):
+            owner = obj.metadata.owner_references[0]
+            assert (owner.kind, owner.name, owner.uid, owner.controller) == (
+                "CompressionJob",
+                "yolo",
+                cr["metadata"]["uid"],
+                True,
+            )
+            assert obj.metadata.labels["kslim.dev/job-name"] == "yolo"
+        assert "job.yaml" in cm.data
+        assert job.spec.backoff_limit == 2 and job.spec.suspend is False
+        assert [r.action for r in job.spec.pod_failure_policy.rules] == ["FailJob", "Ignore"]
+        pod_spec = job.spec.template.spec
+        container = pod_spec.containers[0]
+        assert container.image == "kslim-runner:test"
+        assert container.resources.limits["nvidia.com/gpu"] == "1"
+        assert container.security_context.read_only_root_filesystem is True
+        assert pod_spec.affinity.node_affinity is not None
+        assert status["startTime"] and status["strategySummary"]
+        accepted = jobs.condition("yolo", "Accepted")
+        assert accepted and accepted["status"] == "True"
+        pod = kubelet.wait_pod("yolo")
+        assert pod.spec.containers[0].command[:2] == ["kslim", "run"]
+        jobs.wait("JobCreated event", lambda: ("Normal", "JobCreated") in jobs.events("yolo"))
+
+
+def test_succeeded_pod_gives_status_figures_and_kubectl_wait_works(
+    jobs: Jobs, kubelet: FakeKubelet, namespace: str, kubeconfig: Path, control_plane: object
+) -> None:
+    with operator_running(namespace, kubeconfig):
+        jobs.create(cj_body(name="yolo"))
+        pod = kubelet.wait_pod("yolo")
+        kubelet.run(pod)
+        jobs.wait_phase("yolo", "Running")
+        kubelet.finish(pod, 0, report_text())
+        control_plane.kubectl(  # type: ignore[attr-defined]
+            "wait", "--for=condition=Succeeded", "-n", namespace, "compressionjob/yolo", "--timeout=30s"
+        )
+        st = jobs.status("yolo")
+        assert st["phase"] == "Succeeded"
+        assert st["baseline"]["ap"] == 0.31 and st["result"]["ap"] == 0.306
+        assert st["result"]["latencyMs"]["int8"]["p50"] == 1.5
+        assert st["delta"]["speedup"] == 2.07 and st["artifacts"]["model"].endswith("/model")
+        assert st["attempts"] == 1 and st["completionTime"] and st["progress"]["percent"] == 100
+        assert {c["type"]: c["status"] for c in st["conditions"]} == {
+            "Accepted": "True",
+            "Running": "False",
+            "Succeeded": "True",
+            "Failed": "False",
+            "QualityGatePassed": "True",
+        }
+        jobs.wait("Succeeded event", lambda: ("Normal", "Succeeded") in jobs.events("yolo"))
+        # the finished job lost the finalizer: deleting it is never blocked by the operator
+        jobs.wait("no finalizer", lambda: not jobs.get("yolo")["metadata"].get("finalizers"))
+
+
+def test_user_error_exit_fails_without_retry(
+    jobs: Jobs, kubelet: FakeKubelet, namespace: str, kubeconfig: Path, control_plane: object
+) -> None:
+    with operator_running(namespace, kubeconfig):
+        jobs.create(cj_body(name="bad"))
+        pod = kubelet.wait_pod("bad")
+        kubelet.run(pod)
+        kubelet.finish(pod, 2, "Traceback (most recent call last):\n ...\nValueError: something odd")
+        control_plane.kubectl(  # type: ignore[attr-defined]
+            "wait", "--for=condition=Failed", "-n", namespace, "compressionjob/bad", "--timeout=30s"
+        )
+        failed = jobs.condition("bad", "Failed")
+        assert failed is not None and failed["reason"] == "RunnerError"
+        assert "exit code 2" in failed["message"] and "something odd" in failed["message"]
+        job = jobs.job("bad")
+        assert job is not None and job.status.failed == 1
+        assert len(kubelet.pods("bad")) == 1  # no retry
+        assert jobs.status("bad")["attempts"] == 1
+        jobs.wait("RunnerError event", lambda: ("Warning", "RunnerError") in jobs.events("bad"))
+
+
+def test_infrastructure_failure_is_retried_and_counted(
+    jobs: Jobs, kubelet: FakeKubelet, namespace: str, kubeconfig: Path
+) -> None:
+    with operator_running(namespace, kubeconfig):
+        jobs.create(cj_body(name="flaky"))
+        first = kubelet.wait_pod("flaky")
+        kubelet.run(first)
+        kubelet.finish(first, 1, "RuntimeError: CUDA error: an illegal memory access was encountered")
+        # the Job controller backs off ~10 s before the next pod
+        second = kubelet.wait_pod("flaky", timeout=60, exclude={first.metadata.name})
+        kubelet.run(second)
+        st = jobs.wait("attempt 2 running", lambda: (s := jobs.status("flaky")).get("attempts") == 2 and s)
+        assert st["phase"] in ("Running", "Pending")
+        jobs.wait("Retrying event", lambda: ("Warning", "Retrying") in jobs.events("flaky"))
+        kubelet.finish(second, 0, report_text())
+        st = jobs.wait_phase("flaky", "Succeeded")
+        assert st["attempts"] == 2
+
+
+def test_suspend_and_resume(jobs: Jobs, kubelet: FakeKubelet, namespace: str, kubeconfig: Path) -> None:
+    with operator_running(namespace, kubeconfig):
+        jobs.create(cj_body(name="pausable"))
+        pod = kubelet.wait_pod("pausable")
+        kubelet.run(pod)
+        jobs.wait_phase("pausable", "Running")
+        jobs.patch("pausable", {"spec": {"runPolicy": {"suspend": True}}})
+        st = jobs.wait_phase("pausable", "Suspended")
+        assert any(c["type"] == "Suspended" and c["status"] == "True" for c in st["conditions"])
+        job = jobs.job("pausable")
+        assert job is not None and job.spec.suspend is True
+        jobs.wait("pod deleted", lambda: not kubelet.live_pods("pausable"))
+        jobs.patch("pausable", {"spec": {"runPolicy": {"suspend": False}}})
+        again = kubelet.wait_pod("pausable", exclude={pod.metadata.name})
+        kubelet.run(again)
+        st = jobs.wait_phase("pausable", "Running")
+        resumed = next(c for c in st["conditions"] if c["type"] == "Suspended")
+        assert resumed["status"] == "False" and resumed["reason"] == "Resumed"
+        jobs.wait(
+            "events", lambda: {("Normal", "Suspended"), ("Normal", "Resumed")} <= set(jobs.events("pausable"))
+        )
+
+
+def test_delete_removes_children(jobs: Jobs, kubelet: FakeKubelet, namespace: str, kubeconfig: Path) -> None:
+    with operator_running(namespace, kubeconfig):
+        jobs.create(cj_body(name="gone"))
+        kubelet.run(kubelet.wait_pod("gone"))
+        jobs.wait_phase("gone", "Running")
+        assert jobs.get("gone")["metadata"].get("finalizers") == ["kslim.dev/cleanup"]
+        jobs.delete("gone")
+        jobs.wait("CR gone", lambda: not jobs.custom.list_namespaced_custom_object(
+            "kslim.dev", "v1alpha1", namespace, "compressionjobs")["items"], timeout=30)  # fmt: skip
+        # garbage collection of the children (the collector may first need to discover the CRD)
+        jobs.wait("Job gone", lambda: jobs.job("gone") is None, timeout=90)
+        jobs.wait(
+            "ConfigMap gone",
+            lambda: (
+                not jobs.core.list_namespaced_config_map(namespace, label_selector="kslim.dev/job-name").items
+            ),
+            timeout=90,
+        )
+
+
+def test_operator_restart_mid_job_makes_no_second_job(
+    jobs: Jobs, kubelet: FakeKubelet, namespace: str, kubeconfig: Path
+) -> None:
+    with operator_running(namespace, kubeconfig):
+        jobs.create(cj_body(name="steady"))
+        pod = kubelet.wait_pod("steady")
+        kubelet.run(pod)
+        jobs.wait_phase("steady", "Running")
+    first_uid = jobs.job("steady").metadata.uid  # type: ignore[union-attr]
+    kubelet.finish(pod, 0, report_text())  # finishes while no operator runs
+    with operator_running(namespace, kubeconfig):
+        st = jobs.wait_phase("steady", "Succeeded")
+    assert st["result"]["ap"] == 0.306
+    all_jobs = jobs.batch.list_namespaced_job(namespace).items
+    assert [j.metadata.uid for j in all_jobs] == [first_uid]
+
+
+def test_deleted_while_operator_is_down_loses_its_finalizer(
+    jobs: Jobs, kubelet: FakeKubelet, namespace: str, kubeconfig: Path
+) -> None:
+    with operator_running(namespace, kubeconfig):
+        jobs.create(cj_body(name="orphan"))
+        jobs.wait_phase("orphan", "Pending")
+        jobs.wait("finalizer", lambda: jobs.get("orphan")["metadata"].get("finalizers"))
+    jobs.delete("orphan")  # blocked by the finalizer while the operator is away
+    assert jobs.get("orphan")["metadata"].get("deletionTimestamp")
+    with operator_running(namespace, kubeconfig):
+        jobs.wait("CR gone", lambda: not jobs.custom.list_namespaced_custom_object(
+            "kslim.dev", "v1alpha1", namespace, "compressionjobs")["items"], timeout=30)  # fmt: skip
+
+
+def test_kueue_label_passes_through_and_kueue_admits(
+    jobs: Jobs, kubelet: FakeKubelet, namespace: str, kubeconfig: Path
+) -> None:
+    with operator_running(namespace, kubeconfig):
+        jobs.create(cj_body(name="kq", labels={"kueue.x-k8s.io/queue-name": "gpu"}))
+        st = jobs.wait(
+            "queued",
+            lambda: (s := jobs.status("kq")).get("message", "").startswith("waiting for Kueue") and s,
+        )
+        job = jobs.job("kq")
+        assert job is not None and job.spec.suspend is True
+        assert job.metadata.labels["kueue.x-k8s.io/queue-name"] == "gpu"
+        assert st["phase"] == "Pending"
+        jobs.batch.patch_namespaced_job("kq", namespace, {"spec": {"suspend": False}})  # what Kueue does
+        kubelet.run(kubelet.wait_pod("kq"))
+        jobs.wait_phase("kq", "Running")
+
+
+def test_image_pull_failure_is_reported_then_fails_the_job(
+    jobs: Jobs, kubelet: FakeKubelet, namespace: str, kubeconfig: Path
+) -> None:
+    with operator_running(namespace, kubeconfig, start_timeout_seconds=4):
+        jobs.create(cj_body(name="noimg", spec=with_spec(template={"image": "registry.invalid/nope:1"})))
+        pod = kubelet.wait_pod("noimg")
+        kubelet.wait_image(pod, "ImagePullBackOff", 'Back-off pulling image "registry.invalid/nope:1"')
+        running = jobs.wait(
+            "ImagePullFailed condition",
+            lambda: (c := jobs.condition("noimg", "Running")) and c["reason"] == "ImagePullFailed" and c,
+            timeout=10,
+        )
+        assert "registry.invalid/nope:1" in running["message"]
+        failed = jobs.wait("Failed", lambda: jobs.condition("noimg", "Failed"), timeout=30)
+        assert failed["reason"] == "ImagePullFailed" and failed["status"] == "True"
+        jobs.wait(
+            "Job deleted", lambda: jobs.job("noimg") is None or jobs.job("noimg").metadata.deletion_timestamp
+        )
