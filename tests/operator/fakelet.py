@@ -125,6 +125,15 @@ class FakeKubelet:
             if p.status.phase not in ("Succeeded", "Failed") and not p.metadata.deletion_timestamp
         ]
 
+    def live_pods_all(self) -> list[client.V1Pod]:
+        """Live pods of every CompressionJob in the namespace."""
+        items = self.core.list_namespaced_pod(self.namespace, label_selector=JOB_LABEL).items
+        return [
+            p
+            for p in items
+            if p.status.phase not in ("Succeeded", "Failed") and not p.metadata.deletion_timestamp
+        ]
+
     def wait_pod(self, cj: str, timeout: float = 60.0, exclude: set[str] | None = None) -> client.V1Pod:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -217,3 +226,53 @@ class FakeKubelet:
                 "containerStatuses": [self._container(pod, {"terminated": terminated})],
             },
         )
+
+
+class JobWatcher:
+    """Watches the namespace's Jobs and records, exactly, how many ran at once (unsuspended and
+    unfinished) and the order they were first unsuspended in."""
+
+    def __init__(self, batch: client.BatchV1Api, namespace: str) -> None:
+        self.batch, self.namespace = batch, namespace
+        self.active: set[str] = set()
+        self.seen: set[str] = set()
+        self.started: list[str] = []
+        self.max_active = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self) -> JobWatcher:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=10)
+
+    def _run(self) -> None:
+        from kubernetes import watch
+
+        while not self._stop.is_set():
+            w = watch.Watch()
+            try:
+                for event in w.stream(self.batch.list_namespaced_job, self.namespace, timeout_seconds=2):
+                    self._record(event["type"], event["object"])
+                    if self._stop.is_set():
+                        break
+            finally:
+                w.stop()
+
+    def _record(self, kind: str, job: client.V1Job) -> None:
+        name = job.metadata.name
+        self.seen.add(name)
+        finished = any(
+            c.type in ("Complete", "Failed", "SuccessCriteriaMet", "FailureTarget") and c.status == "True"
+            for c in job.status.conditions or []
+        )
+        if kind != "DELETED" and not job.spec.suspend and not finished:
+            self.active.add(name)
+            if name not in self.started:
+                self.started.append(name)
+        else:
+            self.active.discard(name)
+        self.max_active = max(self.max_active, len(self.active))

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from cj_samples import cj_body, report_text, with_spec
 from conftest import Jobs, operator_running
-from fakelet import FakeKubelet
+from fakelet import FakeKubelet, JobWatcher
 
 pytestmark = pytest.mark.cluster
 
@@ -227,3 +227,36 @@ def test_image_pull_failure_is_reported_then_fails_the_job(
         jobs.wait(
             "Job deleted", lambda: jobs.job("noimg") is None or jobs.job("noimg").metadata.deletion_timestamp
         )
+
+
+def test_max_concurrent_jobs_queues_the_rest_in_creation_order(
+    jobs: Jobs, kubelet: FakeKubelet, namespace: str, kubeconfig: Path
+) -> None:
+    total, limit = 50, 5
+    watcher = JobWatcher(jobs.batch, namespace)
+    names_ = [f"q-{i:02d}" for i in range(total)]
+    with watcher, operator_running(namespace, kubeconfig, max_concurrent_jobs=limit):
+        for name in names_:
+            jobs.create(cj_body(name=name, spec=with_spec(resources={"gpus": 0})))
+        jobs.wait(f"{total} Jobs", lambda: len(watcher.seen) == total, timeout=60)
+        queued = jobs.wait(
+            "queued jobs", lambda: (s := jobs.status(names_[-1])).get("phase") == "Pending" and s
+        )
+        running = next(c for c in queued["conditions"] if c["type"] == "Running")
+        assert running["reason"] == "Queued"
+
+        def finish_all() -> bool:
+            for pod in kubelet.live_pods_all():
+                kubelet.run(pod)
+                kubelet.finish(pod, 0, report_text())
+            return all(jobs.status(n).get("phase") == "Succeeded" for n in names_[-limit:]) and all(
+                jobs.status(n).get("phase") == "Succeeded" for n in names_
+            )
+
+        jobs.wait("all succeeded", finish_all, timeout=240)
+    assert watcher.max_active <= limit, f"{watcher.max_active} Jobs ran at once"
+    assert watcher.max_active == limit
+    order = watcher.started
+    assert sorted(order) == names_
+    assert set(order[:limit]) == set(names_[:limit])
+    assert all(abs(order.index(n) - i) < limit for i, n in enumerate(names_)), order
