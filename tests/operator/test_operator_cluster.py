@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from cj_samples import cj_body, report_text, with_spec
 from conftest import Jobs, operator_running
-from fakelet import FakeKubelet, JobWatcher
+from fakelet import FakeKubelet, JobWatcher, LogServer
 
 pytestmark = pytest.mark.cluster
 
@@ -260,3 +260,49 @@ def test_max_concurrent_jobs_queues_the_rest_in_creation_order(
     assert sorted(order) == names_
     assert set(order[:limit]) == set(names_[:limit])
     assert all(abs(order.index(n) - i) < limit for i, n in enumerate(names_)), order
+
+
+def _progress(stage: str, step: int, total: int, loss: float) -> str:
+    return (
+        f'{{"kslim": "progress", "stage": "{stage}", "step": {step}, "total": {total}, '
+        f'"percent": {100.0 * step / total:.1f}, "loss": {loss}, "ap": null, "etaSeconds": 30}}'
+    )
+
+
+def test_progress_travels_through_the_pod_log(
+    jobs: Jobs, kubelet: FakeKubelet, namespace: str, kubeconfig: Path, tmp_path: Path
+) -> None:
+    server = LogServer(tmp_path)
+    kubelet.register_node(server.port)
+    try:
+        with operator_running(namespace, kubeconfig):
+            jobs.create(cj_body(name="chatty"))
+            pod = kubelet.wait_pod("chatty")
+            kubelet.bind(pod)
+            server.logs[(namespace, pod.metadata.name)] = "\n".join(
+                [
+                    "starting",
+                    _progress("baseline", 10, 200, 5.5),
+                    _progress("baseline", 40, 200, 3.21),
+                    "free text",
+                ]
+            )
+            kubelet.run(pod)
+            st = jobs.wait(
+                "baseline progress",
+                lambda: (s := jobs.status("chatty")).get("progress", {}).get("step") == 40 and s,
+                timeout=15,
+            )
+            assert st["stage"] == "baseline"
+            assert st["progress"]["stagePercent"] == 20.0 and st["progress"]["loss"] == 3.21
+            assert 12.5 < st["progress"]["percent"] < 25  # baseline is the 2nd of 8 planned stages
+            server.logs[(namespace, pod.metadata.name)] += "\n" + _progress("prune", 5, 50, 2.9)
+            jobs.wait("prune stage", lambda: jobs.status("chatty").get("stage") == "prune", timeout=15)
+            jobs.wait("StageChanged", lambda: ("Normal", "StageChanged") in jobs.events("chatty"))
+            assert any(
+                p.startswith(f"/containerLogs/{namespace}/{pod.metadata.name}/runner")
+                for p in server.requests
+            )
+    finally:
+        server.close()
+        kubelet.remove_node()
