@@ -28,6 +28,20 @@ demo: venv ## Run the quick-start CompressionJob locally (no cluster) and print 
 test: venv testbin tools lint ## Install what is missing, then run every test (lint, unit, control plane, e2e).
 	PATH="$(TESTBIN):$$PATH" $(PY) -m pytest $(PYTEST_ARGS)
 
+##@ Local dev cluster (control plane + operator + local kubelet, all local processes)
+
+.PHONY: dev-cluster
+dev-cluster: venv testbin ## Start the dev cluster in the background (.kslim/dev); prints how to use it.
+	@hack/dev-cluster.sh up
+
+.PHONY: dev-cluster-down
+dev-cluster-down: ## Stop exactly what `make dev-cluster` started.
+	@hack/dev-cluster.sh down
+
+.PHONY: dev-cluster-status
+dev-cluster-status: ## Show what of the dev cluster is running.
+	@hack/dev-cluster.sh status
+
 ##@ Development
 
 .PHONY: venv
