@@ -6,6 +6,7 @@ Exit codes: 0 stopped cleanly; 1 leadership lost (the pod restarts and stands by
 from __future__ import annotations
 
 import logging
+import os
 import signal
 import sys
 import threading
@@ -65,6 +66,7 @@ def _lead(settings: Settings, stop: threading.Event, lost: threading.Event) -> o
         logger.error("leader election: lost the Lease; stopping so that only one replica acts")
         lost.set()
         stop.set()
+        os.kill(os.getpid(), signal.SIGTERM)  # Kopf's own graceful stop
 
     elector.start_renewing(on_lost)
     return elector
@@ -100,7 +102,6 @@ def main(argv: Sequence[str] | None = None) -> int:
             clusterwide=settings.clusterwide,
             namespaces=settings.namespaces,
             liveness_endpoint=liveness,
-            stop_flag=stop,
         )
     finally:
         if elector is not None and not lost.is_set():
