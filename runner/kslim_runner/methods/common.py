@@ -1,0 +1,118 @@
+"""What the compression methods share: the key and folder of the row a step produces, its
+fine-tuning settings, loading the previous row's model, saving weights, exporting, and the
+cheap look-ups their up-front checks need (model config, train-split size, parameter patterns)."""
+
+from __future__ import annotations
+
+import fnmatch
+import json
+import shutil
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import paddle
+
+from kslim_runner.atomic import write_with
+from kslim_runner.errors import UserError
+from kslim_runner.models.base import Detector, DetectorConfig
+from kslim_runner.models.export import export_detector
+from kslim_runner.pipeline.context import RunContext
+from kslim_runner.pipeline.models import load_row_model
+from kslim_runner.pipeline.state import Row
+from kslim_runner.train.config import TrainConfig, iterations_for, train_config_from_spec
+from kslim_runner.train.loop import LossFn, TrainResult, default_loss, train_detector
+
+
+def step_key(ctx: RunContext, method: str) -> str:
+    """The name StepStage gives the row this step is producing: rows are the baseline, then one per
+    finished step, so the running step is number len(rows)."""
+    return f"step{len(ctx.rows)}-{method}"
+
+
+def model_config(ctx: RunContext) -> DetectorConfig:
+    """The job's built-in detector (architecture, classes, input size, width)."""
+    m = ctx.spec.model
+    if m.architecture is None:
+        raise UserError(
+            "this step needs model.architecture (a built-in detector); an inferenceModel can only be "
+            "compressed by ptq",
+            reason="InvalidSpec",
+        )
+    return DetectorConfig(m.architecture.value, m.num_classes, m.input_size, float(m.width))
+
+
+def source_detector(ctx: RunContext, source: Row, method: str) -> Detector:
+    """The previous row's model in Python (a built-in detector, possibly pruned or distilled)."""
+    if source.model.get("kind") == "inference":
+        raise UserError(
+            f"{method} needs a built-in detector, but the model before it is an exported inference "
+            "model; only ptq can compress model.inferenceModel",
+            reason="InvalidSpec",
+        )
+    return load_row_model(source.model, ctx.path)
+
+
+def train_images(ctx: RunContext) -> int | None:
+    """Images in the train split: from the prepare stage when it ran, else from the spec (synthetic)
+    or the annotation file, so checks can run before anything long. None when unknown."""
+    if ctx.has_split("train"):
+        return int(ctx.state.done["prepare"]["result"]["data"]["train"]["count"])
+    ds = ctx.spec.dataset
+    if ds.format == "synthetic":
+        from kslim_api.v1alpha1 import SyntheticDataSpec
+
+        return (ds.synthetic or SyntheticDataSpec()).train_images
+    if ds.train is None:
+        return None
+    try:
+        path = ctx.resolve(ds.train.annotations, "dataset.train.annotations")
+        doc = json.loads(Path(path).read_text())
+        return len(doc["images"])
+    except (OSError, ValueError, KeyError, TypeError, UserError):
+        return None  # the prepare stage reports a broken annotation file with a better message
+
+
+def fine_tune_config(ctx: RunContext, fine_tune: Any) -> TrainConfig:
+    """spec.train, overridden by the step's fineTune (epochs or iterations, learning rate)."""
+    n = len(ctx.index("train"))
+    base = train_config_from_spec(ctx.spec.train, n)
+    iters = base.iterations
+    if fine_tune.epochs is not None or fine_tune.iterations is not None:
+        iters = iterations_for(fine_tune.epochs, fine_tune.iterations, n, base.batch_size)
+    lr = base.learning_rate if fine_tune.learning_rate is None else float(fine_tune.learning_rate)
+    return base.with_overrides(
+        iterations=iters, learning_rate=lr, warmup_iterations=min(base.warmup_iterations, iters // 4)
+    )
+
+
+def fine_tune(
+    ctx: RunContext, det: Detector, cfg: TrainConfig, work: Path, stage: str, loss_fn: LossFn = default_loss
+) -> TrainResult:
+    """The runner's training loop (resumable from work/checkpoint, which is removed once done)."""
+    result = train_detector(det, ctx.index("train"), cfg, work, stage=stage, loss_fn=loss_fn)
+    shutil.rmtree(work / "checkpoint", ignore_errors=True)
+    return result
+
+
+def save_weights(det: paddle.nn.Layer, path: Path) -> None:
+    write_with(path, lambda tmp: paddle.save(det.state_dict(), str(tmp)))
+
+
+def export_row_model(ctx: RunContext, det: Detector, key: str) -> str:
+    """Export like the export stage does (models/<row>), returning the path the row records."""
+    return ctx.rel(export_detector(det, ctx.out / "models" / key, ctx.labels))
+
+
+def ensure_exported(ctx: RunContext, row: Row) -> Path:
+    """The row's inference model folder, exporting it first (as the export stage would) if needed."""
+    if row.export_dir is None:
+        row.export_dir = export_row_model(ctx, load_row_model(row.model, ctx.path), row.name)
+        ctx.put_row(row)
+    return ctx.path(row.export_dir)
+
+
+def match_names(pattern: str, names: Iterable[tuple[str, str]]) -> list[str]:
+    """Paddle names (conv2d_27.w_0) whose Paddle name or structured name (neck.blocks.0.conv0.conv.weight)
+    matches the glob pattern. names: (paddle name, structured name) pairs."""
+    return [p for p, s in names if fnmatch.fnmatchcase(p, pattern) or fnmatch.fnmatchcase(s, pattern)]

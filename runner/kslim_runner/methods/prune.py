@@ -1,0 +1,156 @@
+"""prune: structured filter pruning with PaddleSlim's dygraph pruners (L1NormFilterPruner,
+FPGMFilterPruner) by a uniform ratio, per-conv ratios, or a FLOPs target (a uniform ratio searched,
+or per-conv ratios shaped by a sensitivity analysis), then fine-tuning with the runner's training loop.
+Filters are removed for real: the exported model has fewer channels, GFLOPs and parameters."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from kslim_api.v1alpha1 import PruneStep
+from paddleslim.dygraph import FPGMFilterPruner, L1NormFilterPruner
+
+from kslim_runner.data.loader import train_loader
+from kslim_runner.methods.common import (
+    fine_tune,
+    fine_tune_config,
+    model_config,
+    save_weights,
+    source_detector,
+    step_key,
+)
+from kslim_runner.methods.prune_plan import drop_backups, groups_of, layout_change, save_layout, shapes_of
+from kslim_runner.methods.prune_search import (
+    check_reachable,
+    conv_flops,
+    loss_proxy,
+    search_ratios,
+    sensitivity_factors,
+)
+from kslim_runner.methods.prune_select import Prunable, prunable_convs, select_ratios
+from kslim_runner.models.base import Detector
+from kslim_runner.models.registry import build_detector
+from kslim_runner.pipeline.context import RunContext
+from kslim_runner.pipeline.methods import register_method
+from kslim_runner.pipeline.state import Row
+
+CRITERIA = {"fpgm": "FPGM", "l1_norm": "L1-norm"}
+#: Training batches the sensitivity analysis scores each probe on.
+SENSITIVITY_BATCHES = 2
+
+
+def prune_label(cfg: PruneStep) -> str:
+    if cfg.ratio is not None:
+        how = f"ratio {cfg.ratio}"
+    elif cfg.ratios:
+        how = "per-conv ratios"
+    else:
+        how = f"FLOPs -{float(cfg.target_flops_reduction or 0) * 100:g}%"
+        how += ", sensitivity" if cfg.sensitivity else ""
+    return f"Pruning-{CRITERIA[cfg.criterion]} ({how})"
+
+
+def make_pruner(criterion: str, det: Detector) -> Any:
+    """The PaddleSlim pruner (it traces the model once to find the pruning groups)."""
+    det.eval()
+    size = det.config.input_size
+    cls = FPGMFilterPruner if criterion == "fpgm" else L1NormFilterPruner
+    return cls(det, [1, 3, size, size])
+
+
+def plan_ratios(
+    ctx: RunContext, cfg: PruneStep, det: Detector, pruner: Any, convs: list[Prunable], work: Path | None
+) -> dict[str, float]:
+    """{Paddle name: ratio} for this step. work None: checks only (no sensitivity analysis)."""
+    if cfg.target_flops_reduction is None:
+        return select_ratios(cfg, det, convs, None if cfg.ratio is None else float(cfg.ratio))
+    target = float(cfg.target_flops_reduction)
+    names = select_ratios(cfg, det, convs, None)
+    chosen = [c for c in convs if c.name in names]
+    size = det.config.input_size
+    if work is None:
+        check_reachable(pruner, det, chosen, target, size)
+        return names
+    if not cfg.sensitivity:
+        return search_ratios(pruner, det, chosen, target, size)[0]
+    tcfg = ctx.spec.train
+    loader = train_loader(
+        ctx.index("train"),
+        det.config.input_size,
+        tcfg.batch_size,
+        tcfg.seed,
+        workers=0,
+        start_step=0,
+        steps=SENSITIVITY_BATCHES,
+    )
+    print(f"kslim: prune: sensitivity analysis of {len(chosen)} convs", flush=True)
+    factors = sensitivity_factors(pruner, chosen, loss_proxy(det, list(loader)), work / "sensitivity.pkl")
+    return search_ratios(pruner, det, chosen, target, size, factors)[0]
+
+
+def check_prune(ctx: RunContext, cfg: PruneStep) -> None:
+    """Patterns that match nothing or only unprunable convs, ratios that empty a conv, and FLOPs
+    targets out of reach: user errors, found on a freshly built model before anything trains."""
+    det = build_detector(model_config(ctx))
+    pruner = make_pruner(cfg.criterion, det)
+    plan_ratios(ctx, cfg, det, pruner, prunable_convs(det, pruner), None)
+
+
+def _filters(det: Detector, convs: list[Prunable], ratios: dict[str, float]) -> tuple[int, int]:
+    """(filters left, filters before) over the pruned convs."""
+    shapes = {p.name: p.shape for p in det.parameters()}
+    before = sum(c.channels for c in convs if c.name in ratios)
+    return sum(int(shapes[c.name][0]) for c in convs if c.name in ratios), before
+
+
+@register_method("prune", PruneStep, check=check_prune, label=prune_label)
+def run_prune(ctx: RunContext, cfg: PruneStep, source: Row) -> Row:
+    key = step_key(ctx, "prune")
+    work = ctx.stage_dir(key)
+    det = source_detector(ctx, source, "prune")
+    size = det.config.input_size
+    pruner = make_pruner(cfg.criterion, det)
+    convs = prunable_convs(det, pruner)
+    ratios = plan_ratios(ctx, cfg, det, pruner, convs, work)
+    before, before_groups, flops_before = shapes_of(det), groups_of(det), conv_flops(det, size)
+    pruner.prune_vars(ratios, 0)
+    drop_backups(det)
+    flops_after = conv_flops(det, size)
+    left, total = _filters(det, convs, ratios)
+    layout = {
+        **layout_change(before, before_groups, det),
+        "criterion": cfg.criterion,
+        "ratios": ratios,
+        "filters": {"before": total, "after": left},
+        "convFlops": {"before": flops_before, "after": flops_after},
+    }
+    save_layout(work / "layout.json", layout)
+    print(
+        f"kslim: prune: {len(ratios)} convs, {total - left} of {total} filters removed; conv GFLOPs "
+        f"{flops_before / 1e9:.4f} -> {flops_after / 1e9:.4f}",
+        flush=True,
+    )
+    tcfg = fine_tune_config(ctx, cfg.fine_tune)
+    result = fine_tune(ctx, det, tcfg, work, "prune") if tcfg.iterations > 0 else None
+    weights = work / "model.pdparams"
+    save_weights(det, weights)
+    notes = [
+        f"{CRITERIA[cfg.criterion]} removed {total - left} of {total} filters in {len(ratios)} convs "
+        f"({(total - left) / max(total, 1):.1%}); conv FLOPs -{1 - flops_after / flops_before:.1%}"
+    ]
+    if result is None:
+        notes.append("no fine-tuning in this step (fineTune.iterations 0)")
+    return Row(
+        key,
+        "prune",
+        prune_label(cfg),
+        model={
+            "kind": "pruned",
+            "source": source.model,
+            "layout": ctx.rel(work / "layout.json"),
+            "weights": ctx.rel(weights),
+        },
+        train=None if result is None else result.to_dict(),
+        notes=notes,
+    )
