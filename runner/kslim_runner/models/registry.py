@@ -12,7 +12,7 @@ from kslim_runner.models.base import Detector, DetectorConfig
 
 DETECTORS: dict[str, Callable[[DetectorConfig], Detector]] = {}
 #: Modules that register detectors; imported on first use.
-FAMILIES = ("kslim_runner.models.yolov3",)
+FAMILIES = ("kslim_runner.models.yolov3", "kslim_runner.models.yolov3_resnet34")
 
 
 def register_detector(
