@@ -1,0 +1,138 @@
+"""qat: quantization-aware training with PaddleSlim's dygraph QAT (fake-quant layers: channel-wise
+abs-max weights, moving-average abs-max activations, optional PACT clipping), fine-tuned with the
+runner's training loop and exported as an int8 inference model (quantize/dequantize_linear ops,
+int8 weights) that Paddle Inference runs in int8 (oneDNN on CPU, TensorRT on GPU). The export
+is checked: no quantized weights means a failed step, never a float model labelled int8."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import paddle
+import yaml
+from kslim_api.v1alpha1 import QATStep
+from paddle import nn
+from paddleslim import QAT
+
+from kslim_runner.errors import UserError
+from kslim_runner.methods.common import (
+    fine_tune,
+    fine_tune_config,
+    model_config,
+    save_weights,
+    source_detector,
+    step_key,
+)
+from kslim_runner.methods.quant_check import require_quantized
+from kslim_runner.models.base import Detector
+from kslim_runner.models.export import INFER_CFG, ExportModel, infer_cfg, input_spec
+from kslim_runner.models.registry import build_detector
+from kslim_runner.pipeline.context import RunContext
+from kslim_runner.pipeline.methods import register_method
+from kslim_runner.pipeline.models import load_row_model, load_weights, register_loader
+from kslim_runner.pipeline.state import Row
+
+LAYER_TYPES: dict[str, type[nn.Layer]] = {"Conv2D": nn.Conv2D, "Linear": nn.Linear}
+
+
+def qat_label(cfg: QATStep) -> str:
+    return "PACT QAT" if cfg.pact or cfg.weight_pact else "QAT"
+
+
+def quant_config(cfg: QATStep) -> dict[str, Any]:
+    """The step as PaddleSlim's QAT config (onnx_format: quantize/dequantize_linear ops, int8 weights)."""
+    return {
+        "weight_quantize_type": cfg.weight_quantize_type,
+        "activation_quantize_type": cfg.activation_quantize_type,
+        "weight_bits": cfg.weight_bits,
+        "activation_bits": cfg.activation_bits,
+        "moving_rate": float(cfg.moving_rate),
+        "window_size": cfg.window_size,
+        "quantizable_layer_type": list(cfg.quantizable_layer_types),
+        "activation_preprocess_type": "PACT" if cfg.pact else None,
+        "weight_preprocess_type": "PACT" if cfg.weight_pact else None,
+        "onnx_format": True,
+    }
+
+
+def quantize(det: Detector, config: dict[str, Any]) -> tuple[ExportModel, QAT]:
+    """Insert fake-quant layers into det, in place. Quantizing the export wrapper (not the bare
+    detector) keeps PACT's export path, which rebuilds the model from a copy, on the wrapper."""
+    wrapper = ExportModel(det)
+    quanter = QAT(config=config)
+    quanter.quantize(wrapper)
+    return wrapper, quanter
+
+
+def count_layers(det: nn.Layer, types: list[str]) -> int:
+    classes = tuple(LAYER_TYPES[t] for t in types)
+    return sum(isinstance(layer, classes) for layer in det.sublayers())
+
+
+def check_qat(ctx: RunContext, cfg: QATStep) -> None:
+    """Layer types that select nothing would export a float model: a user error up front."""
+    det = build_detector(model_config(ctx))
+    if count_layers(det, list(cfg.quantizable_layer_types)) == 0:
+        raise UserError(
+            f"qat.quantizableLayerTypes {list(cfg.quantizable_layer_types)} selects no layer of "
+            f"{det.config.architecture}; its layers are Conv2D, so include Conv2D",
+            reason="InvalidSpec",
+        )
+
+
+def export_quantized(wrapper: ExportModel, quanter: QAT, out_dir: Path, labels: list[str]) -> Path:
+    """out_dir/{model.pdmodel, model.pdiparams, infer_cfg.yml}, written to a temp folder then renamed."""
+    det = wrapper.detector
+    tmp = out_dir.with_name(out_dir.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    wrapper.eval()
+    try:
+        quanter.save_quantized_model(
+            wrapper, str(tmp / "model"), input_spec=input_spec(det.config.input_size)
+        )
+    finally:
+        paddle.disable_static()  # PaddleSlim's PACT export path leaves static mode on
+    (tmp / INFER_CFG).write_text(yaml.safe_dump(infer_cfg(det, labels), sort_keys=False))
+    for junk in tmp.glob("*.pdiparams.info"):
+        junk.unlink()
+    shutil.rmtree(out_dir, ignore_errors=True)
+    os.replace(tmp, out_dir)
+    return out_dir
+
+
+@register_loader("qat")
+def load_qat(model: dict[str, Any], path_of: Callable[[str], Path]) -> Detector:
+    """The fake-quant model in Python: the source model, quantized alike, with the trained weights."""
+    det = load_row_model(model["source"], path_of)
+    quantize(det, model["quant"])
+    load_weights(det, path_of(model["weights"]))
+    det.eval()
+    return det
+
+
+@register_method("qat", QATStep, check=check_qat, label=qat_label)
+def run_qat(ctx: RunContext, cfg: QATStep, source: Row) -> Row:
+    key = step_key(ctx, "qat")
+    work = ctx.stage_dir(key)
+    det = source_detector(ctx, source, "qat")
+    config = quant_config(cfg)
+    wrapper, quanter = quantize(det, config)
+    result = fine_tune(ctx, det, fine_tune_config(ctx, cfg.fine_tune), work, "qat")
+    weights = work / "model.pdparams"
+    save_weights(det, weights)
+    out = export_quantized(wrapper, quanter, ctx.out / "models" / key, ctx.labels)
+    summary = require_quantized(out, "qat")
+    return Row(
+        key,
+        "qat",
+        qat_label(cfg),
+        model={"kind": "qat", "source": source.model, "quant": config, "weights": ctx.rel(weights)},
+        export_dir=ctx.rel(out),
+        train=result.to_dict(),
+        notes=[f"exported int8: {summary.text}"],
+    )
