@@ -67,7 +67,13 @@ class PipelineState:
         raise KeyError(name)
 
     def put_row(self, row: Row) -> None:
-        self.rows = [r for r in self.rows if r.name != row.name] + [row]
+        """Replace the row of the same name where it stands (the chain's order is the report's
+        order), or append a new one."""
+        for i, r in enumerate(self.rows):
+            if r.name == row.name:
+                self.rows[i] = row
+                return
+        self.rows.append(row)
 
 
 def load_state(out: Path) -> PipelineState | None:
