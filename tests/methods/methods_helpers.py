@@ -13,7 +13,8 @@ WIDTH = "0.25"
 
 def job_doc(strategy: list[dict[str, Any]], **spec_overrides: Any) -> dict[str, Any]:
     """A tiny CompressionJob: YOLOv3-MobileNetV1 x0.25 at 96 px on the tiny COCO data, given weights
-    (no baseline training), a few fine-tuning steps by default."""
+    (no baseline training), a few fine-tuning steps by default. Overrides merge into the spec's
+    sections; a None value removes that field."""
     spec: dict[str, Any] = {
         "model": {
             "architecture": "yolov3_mobilenet_v1",
@@ -46,7 +47,8 @@ def job_doc(strategy: list[dict[str, Any]], **spec_overrides: Any) -> dict[str, 
     }
     for key, value in spec_overrides.items():
         if isinstance(value, dict) and isinstance(spec.get(key), dict):
-            spec[key] = {**spec[key], **value}
+            merged = {**spec[key], **value}
+            spec[key] = {k: v for k, v in merged.items() if v is not None}  # None removes a field
         else:
             spec[key] = value
     return {
@@ -55,6 +57,17 @@ def job_doc(strategy: list[dict[str, Any]], **spec_overrides: Any) -> dict[str, 
         "metadata": {"name": "methods"},
         "spec": spec,
     }
+
+
+def export_tiny_inference_model(folder: Path, weights: Path) -> Path:
+    """The tiny detector exported as PaddleDetection would (model.pdmodel, .pdiparams, infer_cfg.yml)."""
+    import paddle
+    from kslim_runner.models import DetectorConfig, build_detector
+    from kslim_runner.models.export import export_detector
+
+    det = build_detector(DetectorConfig("yolov3_mobilenet_v1", 3, SIZE, float(WIDTH)))
+    det.set_state_dict(paddle.load(str(weights)))
+    return export_detector(det, folder, ["circle", "square", "triangle"])
 
 
 def op_counts(model_dir: Path) -> Counter:

@@ -1,0 +1,98 @@
+"""ptq: post-training quantization of the previous row's exported inference model with PaddleSlim's
+quant_post_static (activation scales calibrated by hist, KL, avg, mse or abs_max on train images;
+weights channel-wise abs-max), for built-in detectors and for any PaddleDetection-exported model
+(model.inferenceModel). The result is checked to hold int8 weights before it becomes a row."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import paddle
+from kslim_api.v1alpha1 import PTQStep
+from paddleslim.quant import quant_post_static
+
+from kslim_runner.measure.preprocess import load_preprocess
+from kslim_runner.measure.program import model_files
+from kslim_runner.methods.calibration import calibration_loader, check_calibration_size, feed_vars
+from kslim_runner.methods.common import ensure_exported, step_key, train_images
+from kslim_runner.methods.quant_check import require_quantizable, require_quantized
+from kslim_runner.pipeline.context import RunContext
+from kslim_runner.pipeline.methods import register_method
+from kslim_runner.pipeline.state import Row
+from kslim_runner.progress import Progress
+
+
+def ptq_label(cfg: PTQStep) -> str:
+    return f"PTQ ({cfg.algo})"
+
+
+def check_ptq(ctx: RunContext, cfg: PTQStep) -> None:
+    """Too little calibration data, and (for a given inference model) a model with nothing to
+    quantize, already quantized, or without a readable infer_cfg.yml: user errors up front."""
+    check_calibration_size(train_images(ctx), cfg.batch_num, cfg.batch_size)
+    inference = ctx.spec.model.inference_model
+    if inference is not None:
+        folder = ctx.resolve(inference.uri, "model.inferenceModel")
+        require_quantizable(model_files(folder).dir)
+        load_preprocess(folder)
+
+
+def calibrate(ctx: RunContext, cfg: PTQStep, src: Path, out: Path) -> None:
+    """quant_post_static from src into out (a fresh folder), in static mode and its own scope."""
+    files = model_files(src)
+    place = paddle.CUDAPlace(0) if ctx.device.device == "gpu" else paddle.CPUPlace()
+    feeds, pre = feed_vars(files), load_preprocess(src)
+    scope = paddle.static.Scope()
+    paddle.enable_static()
+    try:
+        with paddle.static.scope_guard(scope):
+            loader = calibration_loader(
+                feeds, pre, ctx.index("train"), cfg.batch_size, cfg.batch_num, ctx.spec.train.seed
+            )
+            quant_post_static(
+                executor=paddle.static.Executor(place),
+                model_dir=str(files.dir),
+                quantize_model_path=str(out),
+                data_loader=loader,
+                model_filename=files.model.name,
+                params_filename=files.params.name,
+                batch_size=cfg.batch_size,
+                batch_nums=cfg.batch_num,
+                scope=scope,
+                algo=cfg.algo,
+                hist_percent=float(cfg.hist_percent),
+                weight_quantize_type=cfg.weight_quantize_type,
+                onnx_format=True,
+            )
+    finally:
+        paddle.disable_static()
+    for cfg_file in files.dir.glob("*.yml"):  # infer_cfg.yml: how to preprocess, the labels
+        shutil.copy(cfg_file, out / cfg_file.name)
+
+
+@register_method("ptq", PTQStep, check=check_ptq, label=ptq_label)
+def run_ptq(ctx: RunContext, cfg: PTQStep, source: Row) -> Row:
+    key = step_key(ctx, "ptq")
+    src = ensure_exported(ctx, source)
+    require_quantizable(src)
+    out = ctx.out / "models" / key
+    tmp = out.with_name(out.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    progress = Progress("ptq", 1)
+    calibrate(ctx, cfg, src, tmp)
+    shutil.rmtree(out, ignore_errors=True)
+    os.replace(tmp, out)
+    progress.update(1)
+    progress.close()
+    summary = require_quantized(out, "ptq")
+    images = cfg.batch_num * cfg.batch_size
+    return Row(
+        key,
+        "ptq",
+        ptq_label(cfg),
+        model={"kind": "inference", "dir": ctx.rel(out)},
+        export_dir=ctx.rel(out),
+        notes=[f"calibrated on {images} train images ({cfg.algo}); exported int8: {summary.text}"],
+    )
