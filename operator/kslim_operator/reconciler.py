@@ -13,6 +13,7 @@ pod could not start in time.
 from __future__ import annotations
 
 import datetime
+import json
 import logging
 import time
 from collections.abc import Callable
@@ -66,9 +67,14 @@ class JobMemory:
 
 
 def _request(body: dict[str, Any], mem: JobMemory) -> JobRequest:
-    """Validated request, cached while generation and labels stay the same."""
+    """Validated request, cached while the spec, labels and generation stay the same."""
     meta = body.get("metadata") or {}
-    key = (meta.get("uid"), meta.get("generation"), tuple(sorted((meta.get("labels") or {}).items())))
+    key = (
+        meta.get("uid"),
+        meta.get("generation"),
+        json.dumps(body.get("spec"), sort_keys=True, default=str),
+        tuple(sorted((meta.get("labels") or {}).items())),
+    )
     if mem.req is None or mem.req_key != key:
         mem.req = parse_request(body)
         mem.req_key = key
