@@ -9,12 +9,17 @@ import numpy as np
 import paddle
 
 from kslim_runner.data.coco import CocoIndex, read_image
-from kslim_runner.data.transforms import AugmentConfig, eval_transform, train_transform
+from kslim_runner.data.transforms import AugmentConfig, train_transform
+from kslim_runner.errors import UserError
 
 
 class TrainDataset(paddle.io.Dataset):
     """Index k = epoch * n + i: sample i with augmentation seeded by (seed, k), so data are
-    reproducible and a resumed run continues the same stream."""
+    reproducible and a resumed run continues the same stream.
+
+    Samples are (image, gt_box, gt_label, bad_row). A worker never raises for an image that does not
+    decode (paddle's workers turn that into an opaque queue error): it returns bad_row = i, and the
+    training process raises the UserError naming the file (see `check_batch`)."""
 
     def __init__(self, index: CocoIndex, size: int, seed: int, aug: AugmentConfig = AugmentConfig()) -> None:
         super().__init__()
@@ -23,11 +28,30 @@ class TrainDataset(paddle.io.Dataset):
     def __len__(self) -> int:
         return len(self.index)
 
-    def __getitem__(self, k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def __getitem__(self, k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         i = int(k) % len(self.index)
         rng = np.random.default_rng([self.seed, int(k)])
-        img = read_image(self.index.files[i])
-        return train_transform(img, self.index.boxes[i], self.index.labels[i], self.size, rng, self.aug)
+        try:
+            img = read_image(self.index.files[i])
+        except UserError:
+            image, gt_box, gt_label = train_transform(
+                np.zeros((self.size, self.size, 3), np.uint8),
+                np.zeros((0, 4), np.float32),
+                np.zeros((0,), np.int32),
+                self.size,
+                rng,
+                self.aug,
+            )
+            return image, gt_box, gt_label, np.array([i], dtype=np.int64)
+        sample = train_transform(img, self.index.boxes[i], self.index.labels[i], self.size, rng, self.aug)
+        return (*sample, np.array([-1], dtype=np.int64))
+
+
+def check_batch(index: CocoIndex, bad_rows: paddle.Tensor) -> None:
+    """Raise the UserError for the first image of the batch that did not decode."""
+    rows = bad_rows.numpy().reshape(-1)
+    if rows.max() >= 0:
+        read_image(index.files[int(rows[rows >= 0][0])])  # raises, naming the file
 
 
 class ResumableBatchSampler(paddle.io.Sampler):
@@ -81,19 +105,3 @@ def train_loader(
         prefetch_factor=4,
         return_list=True,
     )
-
-
-class EvalDataset(paddle.io.Dataset):
-    """Evaluation samples: (image, im_shape, scale_factor, row) in the index's order."""
-
-    def __init__(self, index: CocoIndex, size: int) -> None:
-        super().__init__()
-        self.index, self.size = index, size
-
-    def __len__(self) -> int:
-        return len(self.index)
-
-    def __getitem__(self, i: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-        img = read_image(self.index.files[i])
-        image, im_shape, scale = eval_transform(img, self.size)
-        return image, im_shape, scale, np.array([i], dtype=np.int64)

@@ -25,6 +25,9 @@ class TrainConfig:
     workers: int = 2
     log_every: int = 10
     checkpoint_every: int = 100
+    #: Stop after this many seconds of training (iterations is then an upper bound and the cosine
+    #: schedule follows the time spent). For benchmarks; jobs use iterations or epochs.
+    time_budget_seconds: float | None = None
 
     def with_overrides(self, **kw: Any) -> TrainConfig:
         return replace(self, **{k: v for k, v in kw.items() if v is not None})

@@ -11,16 +11,17 @@ from pathlib import Path
 import paddle
 
 from kslim_runner.data.coco import CocoIndex
-from kslim_runner.data.loader import train_loader
+from kslim_runner.data.loader import check_batch, train_loader
 from kslim_runner.errors import UserError
 from kslim_runner.models.base import Detector
 from kslim_runner.progress import Progress
 from kslim_runner.train.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
-from kslim_runner.train.config import TrainConfig
+from kslim_runner.train.config import TrainConfig, lr_factor
 from kslim_runner.train.ema import ModelEMA
 from kslim_runner.train.optim import build_optimizer
 
 LossFn = Callable[[Detector, Sequence[paddle.Tensor]], paddle.Tensor]
+WARM_STEPS = 5  # steps left out of the step-time figure (loader start-up, first kernels)
 
 
 @dataclass
@@ -51,6 +52,15 @@ def _restore(
         ema.set_state_dict(ckpt.ema)
 
 
+def _check_finite(value: float, stage: str, step: int, cfg: TrainConfig) -> None:
+    if not math.isfinite(value):
+        raise UserError(
+            f"{stage}: the loss became {value} at step {step}; lower train.learningRate "
+            f"(now {cfg.learning_rate}) or raise warmupIterations",
+            reason="TrainingDiverged",
+        )
+
+
 def train_detector(
     detector: Detector,
     index: CocoIndex,
@@ -60,26 +70,42 @@ def train_detector(
     stage: str,
     loss_fn: LossFn = default_loss,
 ) -> TrainResult:
-    """Train `detector` in place for cfg.iterations steps, resuming from workdir/checkpoint if one
-    exists. With EMA, the detector ends holding the averaged weights."""
-    workdir = Path(workdir)
-    ckpt_dir = workdir / "checkpoint"
+    """Train `detector` in place for cfg.iterations steps (or cfg.time_budget_seconds), resuming from
+    workdir/checkpoint when one of the same length exists. With EMA, the detector ends holding the
+    averaged weights, in eval mode."""
+    # The optimizer names its accumulators (conv2d_0.w_0_moment1_0, ...) from a global counter; a
+    # fresh scope makes them the same in every run, so a checkpoint's optimizer state loads back.
+    with paddle.utils.unique_name.guard():
+        return _train(detector, index, cfg, workdir, stage=stage, loss_fn=loss_fn)
+
+
+def _train(
+    detector: Detector,
+    index: CocoIndex,
+    cfg: TrainConfig,
+    workdir: Path,
+    *,
+    stage: str,
+    loss_fn: LossFn,
+) -> TrainResult:
+    ckpt_dir = Path(workdir) / "checkpoint"
     paddle.seed(cfg.seed)
-    opt, sched = build_optimizer(detector, cfg)
+    opt = build_optimizer(detector, cfg)
     ema = ModelEMA(detector, cfg.ema_decay) if cfg.ema else None
     start = 0
     ckpt = load_checkpoint(ckpt_dir)
     if ckpt is not None and ckpt.meta.get("iterations") == cfg.iterations:
         _restore(detector, opt, ema, ckpt)
         start = min(ckpt.step, cfg.iterations)
-        print(f"{stage}: resuming from the checkpoint at step {start} of {cfg.iterations}", flush=True)
+        print(f"kslim: {stage}: resuming from the checkpoint at step {start} of {cfg.iterations}", flush=True)
     detector.train()
     progress = Progress(stage, cfg.iterations, every=cfg.log_every, start=start)
     loss_val: float | None = None
     t0 = time.monotonic()
     t_steady: float | None = None
-    steady_from = start
-    if start < cfg.iterations:
+    steady_from = step = start
+    total = cfg.iterations
+    if start < total:
         loader = train_loader(
             index,
             detector.config.input_size,
@@ -89,28 +115,31 @@ def train_detector(
             start_step=start,
             steps=cfg.iterations,
         )
-        step = start
         for batch in loader:
+            check_batch(index, batch[3])
+            opt.set_lr(cfg.learning_rate * lr_factor(step, total, cfg.warmup_iterations, cfg.min_lr_ratio))
             loss = loss_fn(detector, batch)
             loss.backward()
             opt.step()
             opt.clear_grad()
-            sched.step()
             step += 1
             if ema is not None:
                 ema.update(detector)
-            if step % cfg.log_every == 0 or step == cfg.iterations or step % cfg.checkpoint_every == 0:
+            if t_steady is None and step - start >= min(WARM_STEPS, cfg.iterations - start):
+                t_steady, steady_from = time.monotonic(), step
+            if cfg.time_budget_seconds is not None and t_steady is not None and step > steady_from:
+                # the schedule's length follows the budget: the steps that fit at the current pace
+                pace = (time.monotonic() - t_steady) / (step - steady_from)
+                left = cfg.time_budget_seconds - (time.monotonic() - t0)
+                total = max(step, min(cfg.iterations, step + int(left / pace)))
+                progress.total = total
+            if step % cfg.log_every == 0 or step >= total or step % cfg.checkpoint_every == 0:
                 loss_val = float(loss)
-                if not math.isfinite(loss_val):
-                    raise UserError(
-                        f"{stage}: the loss became {loss_val} at step {step}; lower train.learningRate "
-                        f"(now {cfg.learning_rate}) or raise warmupIterations",
-                        reason="TrainingDiverged",
-                    )
-            if t_steady is None and step - start >= min(5, cfg.iterations - start):
-                t_steady, steady_from = time.monotonic(), step  # skip loader start-up and first kernels
+                _check_finite(loss_val, stage, step, cfg)
             progress.update(step, loss=loss_val)
-            if step % cfg.checkpoint_every == 0 and step < cfg.iterations:
+            if step >= total:
+                break
+            if step % cfg.checkpoint_every == 0:
                 save_checkpoint(
                     ckpt_dir,
                     Checkpoint(
@@ -123,17 +152,15 @@ def train_detector(
                 )
     progress.close()
     seconds = time.monotonic() - t0
-    steady_steps = (start + (cfg.iterations - start)) - steady_from if t_steady is not None else 0
-    step_s = (
-        (time.monotonic() - t_steady) / steady_steps if t_steady is not None and steady_steps > 0 else None
-    )
+    steady = step - steady_from
+    step_s = (time.monotonic() - t_steady) / steady if t_steady is not None and steady > 0 else None
     if ema is not None:
         detector.set_state_dict(ema.weights())
     detector.eval()
     return TrainResult(
-        iterations=cfg.iterations,
+        iterations=step,
         start_step=start,
-        steps_run=cfg.iterations - start,
+        steps_run=step - start,
         final_loss=loss_val,
         seconds=round(seconds, 3),
         step_seconds=None if step_s is None else round(step_s, 4),

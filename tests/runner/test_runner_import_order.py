@@ -1,0 +1,43 @@
+"""paddle 2.6.2 imported before zlib's first use makes every later zlib call segfault; the runner
+package initialises zlib on import. These run in fresh interpreters, where a crash is visible."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+ZLIB_WORK = "import zlib; assert zlib.decompress(zlib.compress(b'k' * 100000)) == b'k' * 100000"
+
+
+def _python(code: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+
+
+@pytest.mark.parametrize(
+    "entry",
+    ["import kslim_runner", "import kslim_runner.cli", "from kslim_runner.run import run_command"],
+)
+def test_runner_entry_points_initialise_zlib_before_paddle(entry: str) -> None:
+    done = _python(
+        f"{entry}\nimport paddle\n{ZLIB_WORK}\nimport gzip; gzip.compress(b'x' * 1000)\nprint('ok')"
+    )
+    assert done.returncode == 0, f"zlib after paddle crashed (rc {done.returncode}): {done.stderr[-2000:]}"
+    assert done.stdout.strip().endswith("ok")
+
+
+def test_paddle_modules_of_the_runner_keep_the_order() -> None:
+    """Importing a deep module (which imports paddle) still runs the package __init__ first."""
+    done = _python(
+        f"import kslim_runner.models.yolov3\nimport kslim_runner.measure.coco_eval\n{ZLIB_WORK}\nprint('ok')"
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+
+
+def test_the_hazard_is_real_without_the_package() -> None:
+    """The canary: paddle first, then zlib, crashes. If a paddle release fixes it, this says so."""
+    done = _python(f"import paddle\n{ZLIB_WORK}")
+    if done.returncode == 0:
+        pytest.skip("this paddle build no longer breaks zlib; the ordering guard is harmless but unneeded")
+    assert done.returncode != 0

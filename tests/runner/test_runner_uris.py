@@ -1,0 +1,31 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from kslim_runner.errors import UserError
+from kslim_runner.uris import resolve_uri
+
+
+def test_pvc_maps_under_the_pvc_root(monkeypatch) -> None:
+    monkeypatch.setenv("KSLIM_PVC_ROOT", "/data/claims")
+    assert resolve_uri("pvc://models/yolo/w.pdparams", Path("/jobs")) == Path(
+        "/data/claims/models/yolo/w.pdparams"
+    )
+    assert resolve_uri("pvc://models", Path("/jobs")) == Path("/data/claims/models")
+
+
+def test_pvc_root_defaults_to_the_operator_mount(monkeypatch) -> None:
+    monkeypatch.delenv("KSLIM_PVC_ROOT", raising=False)
+    assert resolve_uri("pvc://data/train", Path("/x")) == Path("/mnt/pvc/data/train")
+
+
+def test_file_and_relative_paths() -> None:
+    assert resolve_uri("file:///abs/a.json", Path("/jobs")) == Path("/abs/a.json")
+    assert resolve_uri("file://rel/a.json", Path("/jobs")) == Path("/jobs/rel/a.json")
+    assert resolve_uri("data/a.json", Path("/jobs")) == Path("/jobs/data/a.json")
+
+
+def test_unsupported_schemes_are_user_errors() -> None:
+    with pytest.raises(UserError, match="s3:// URIs are not supported"):
+        resolve_uri("s3://bucket/key", Path("/jobs"), what="dataset.train.images")
