@@ -4,10 +4,12 @@ cheap look-ups their up-front checks need (model config, train-split size, param
 
 from __future__ import annotations
 
+import contextlib
 import fnmatch
 import json
+import logging
 import shutil
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -116,3 +118,22 @@ def match_names(pattern: str, names: Iterable[tuple[str, str]]) -> list[str]:
     """Paddle names (conv2d_27.w_0) whose Paddle name or structured name (neck.blocks.0.conv0.conv.weight)
     matches the glob pattern. names: (paddle name, structured name) pairs."""
     return [p for p, s in names if fnmatch.fnmatchcase(p, pattern) or fnmatch.fnmatchcase(s, pattern)]
+
+
+@contextlib.contextmanager
+def quiet_paddleslim(level: int = logging.ERROR) -> Iterator[None]:
+    """PaddleSlim's loggers (one per module, each at INFO) print its graph analysis and every pruned
+    variable to stderr; inside this block only errors get through."""
+    loggers = [
+        logging.getLogger(name)
+        for name in list(logging.root.manager.loggerDict)
+        if name.startswith("paddleslim")
+    ]
+    before = [lg.level for lg in loggers]
+    for lg in loggers:
+        lg.setLevel(level)
+    try:
+        yield
+    finally:
+        for lg, lv in zip(loggers, before, strict=True):
+            lg.setLevel(lv)

@@ -16,6 +16,7 @@ from kslim_runner.methods.common import (
     fine_tune,
     fine_tune_config,
     model_config,
+    quiet_paddleslim,
     save_weights,
     source_detector,
     step_key,
@@ -93,8 +94,9 @@ def check_prune(ctx: RunContext, cfg: PruneStep) -> None:
     """Patterns that match nothing or only unprunable convs, ratios that empty a conv, and FLOPs
     targets out of reach: user errors, found on a freshly built model before anything trains."""
     det = build_detector(model_config(ctx))
-    pruner = make_pruner(cfg.criterion, det)
-    plan_ratios(ctx, cfg, det, pruner, prunable_convs(det, pruner), None)
+    with quiet_paddleslim():
+        pruner = make_pruner(cfg.criterion, det)
+        plan_ratios(ctx, cfg, det, pruner, prunable_convs(det, pruner), None)
 
 
 def _filters(det: Detector, convs: list[Prunable], ratios: dict[str, float]) -> tuple[int, int]:
@@ -110,13 +112,14 @@ def run_prune(ctx: RunContext, cfg: PruneStep, source: Row) -> Row:
     work = ctx.stage_dir(key)
     det = source_detector(ctx, source, "prune")
     size = det.config.input_size
-    pruner = make_pruner(cfg.criterion, det)
-    convs = prunable_convs(det, pruner)
-    ratios = plan_ratios(ctx, cfg, det, pruner, convs, work)
-    before, before_groups, flops_before = shapes_of(det), groups_of(det), conv_flops(det, size)
-    pruner.prune_vars(ratios, 0)
-    drop_backups(det)
-    flops_after = conv_flops(det, size)
+    with quiet_paddleslim():
+        pruner = make_pruner(cfg.criterion, det)
+        convs = prunable_convs(det, pruner)
+        ratios = plan_ratios(ctx, cfg, det, pruner, convs, work)
+        before, before_groups, flops_before = shapes_of(det), groups_of(det), conv_flops(det, size)
+        pruner.prune_vars(ratios, 0)
+        drop_backups(det)
+        flops_after = conv_flops(det, size)
     left, total = _filters(det, convs, ratios)
     layout = {
         **layout_change(before, before_groups, det),
