@@ -96,25 +96,25 @@ def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
     return kopf.login_with_kubeconfig(**kwargs) or kopf.login_via_client(**kwargs)
 
 
-# ---- indexes -------------------------------------------------------------------------------
+# ---- indexes (async, like every handler here: sync ones would each hop through Kopf's thread pool)
 
 
 @kopf.index("batch", "v1", "jobs", labels=OURS)
-def kslim_jobs(
+async def kslim_jobs(
     *, body: kopf.Body, namespace: str | None, labels: kopf.Labels, **_: Any
 ) -> dict[Any, JobView]:
     return {(namespace or "", labels[names.LABEL_JOB_NAME]): job_view(dict(body))}
 
 
 @kopf.index("", "v1", "pods", labels=OURS)
-def kslim_pods(
+async def kslim_pods(
     *, body: kopf.Body, namespace: str | None, labels: kopf.Labels, **_: Any
 ) -> dict[Any, PodView]:
     return {(namespace or "", labels[names.LABEL_JOB_NAME]): pod_view(dict(body))}
 
 
 @kopf.index(*CJ)
-def kslim_cjs(
+async def kslim_cjs(
     *, body: kopf.Body, namespace: str | None, name: str, memo: Any, **_: Any
 ) -> dict[Any, JobSummary]:
     summary = summarize_job(dict(body))
@@ -128,7 +128,7 @@ def kslim_cjs(
 
 
 @kopf.on.event("batch", "v1", "jobs", labels=OURS)
-def job_changed(
+async def job_changed(
     *, type: str, body: kopf.Body, namespace: str | None, labels: kopf.Labels, memo: Any, **_: Any
 ) -> None:
     state: OperatorState = memo.state
@@ -139,12 +139,14 @@ def job_changed(
 
 
 @kopf.on.event("", "v1", "pods", labels=OURS)
-def pod_changed(*, namespace: str | None, labels: kopf.Labels, memo: Any, **_: Any) -> None:
+async def pod_changed(*, namespace: str | None, labels: kopf.Labels, memo: Any, **_: Any) -> None:
     memo.state.poke((namespace or "", labels[names.LABEL_JOB_NAME]))
 
 
 @kopf.on.event(*CJ)
-def cj_changed(*, type: str, body: kopf.Body, namespace: str | None, name: str, memo: Any, **_: Any) -> None:
+async def cj_changed(
+    *, type: str, body: kopf.Body, namespace: str | None, name: str, memo: Any, **_: Any
+) -> None:
     state: OperatorState = memo.state
     state.poke((namespace or "", name))
     if type == "DELETED":

@@ -63,7 +63,8 @@ def load_api_client(pool_size: int) -> client.ApiClient:
     except config.ConfigException:
         # $KUBECONFIG read now (the client reads it once, at import).
         config.load_kube_config(config_file=os.environ.get("KUBECONFIG"), client_configuration=configuration)
-    configuration.connection_pool_maxsize = pool_size
+    # Room for every worker thread plus streamed responses (log tails) still being read.
+    configuration.connection_pool_maxsize = pool_size * 2
     configuration.retries = 0
     return client.ApiClient(configuration)
 

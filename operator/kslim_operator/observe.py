@@ -10,6 +10,7 @@ import dataclasses
 import datetime
 from dataclasses import dataclass
 
+from kslim_operator.contract import EXIT_DEVICE, EXIT_QUALITY_GATE, NO_RETRY_EXIT_CODES
 from kslim_operator.request import JobRequest
 from kslim_operator.termination import TerminationReport, parse_termination_message
 from kslim_operator.views import JobView, PodView
@@ -25,7 +26,7 @@ CONFIG_WAITING = frozenset({"CreateContainerConfigError", "CreateContainerError"
 BLOCKING_REASONS = frozenset({"ImagePullFailed", "Unschedulable", "PVCNotFound", "ContainerConfigError"})
 
 #: Failed reasons by runner exit code when the runner left no reason of its own.
-EXIT_CODE_REASONS = {3: "QualityGateFailed", 4: "DeviceUnsupported"}
+EXIT_CODE_REASONS = {EXIT_QUALITY_GATE: "QualityGateFailed", EXIT_DEVICE: "DeviceUnsupported"}
 RUNNER_ERROR = "RunnerError"
 
 
@@ -133,6 +134,24 @@ def observe_failed_job(job: JobView, pods: list[PodView], req: JobRequest) -> Ob
         message = cond.message or "the Job failed"
     return Observation(
         FAILED, reason, message, terminal=True, report=report, attempts=attempts, last_failure=last_failure
+    )
+
+
+def observe_final_pod_failure(
+    job: JobView, failed: list[PodView], pods: list[PodView], req: JobRequest
+) -> Observation:
+    pod = _newest(failed)
+    assert pod is not None
+    report = parse_termination_message(pod.termination_message)
+    message = describe_pod_failure(pod, req)
+    return Observation(
+        FAILED,
+        failure_reason(pod, report),
+        message,
+        terminal=True,
+        report=report,
+        attempts=count_attempts(job, pods),
+        last_failure=message,
     )
 
 
@@ -249,6 +268,14 @@ def observe(
         return observe_failed_job(job, pods, req)
     if job.complete:
         return observe_complete_job(job, pods)
+    # The pod decides before the Job says so (the Job controller batches pod updates for about a
+    # second): with one completion, a pod that exited 0 completes the Job, and an exit code the
+    # podFailurePolicy maps to FailJob fails it.
+    if any(p.exit_code == 0 and p.phase == "Succeeded" for p in pods):
+        return observe_complete_job(job, pods)
+    final = [p for p in pods if p.exit_code in NO_RETRY_EXIT_CODES and p.phase == "Failed"]
+    if final and not job.suspend:
+        return observe_final_pod_failure(job, final, pods, req)
     attempts = count_attempts(job, pods)
     failed = _failed_pods(pods)
     newest_failed = _newest(failed)

@@ -12,6 +12,7 @@ pod could not start in time.
 
 from __future__ import annotations
 
+import asyncio
 import datetime
 import json
 import logging
@@ -130,8 +131,9 @@ class Reconciler:
         job = pick_job(indexed, mem, self.clock())
         job_created_before = bool(current.get("startTime"))
 
-        admitted = queue.is_admitted(
-            key, self.state.queue_entries(), self.state.holding(), self.settings.max_concurrent_jobs
+        limit = self.settings.max_concurrent_jobs
+        admitted = limit <= 0 or queue.is_admitted(
+            key, self.state.queue_entries(), self.state.holding(), limit
         )
         want = desired_suspend(req, admitted)
         queued = want is True and not req.spec.run_policy.suspend
@@ -197,8 +199,11 @@ class Reconciler:
     async def _create_children(self, req: JobRequest, *, suspend: bool, mem: JobMemory) -> JobView | None:
         """Create the ConfigMap and the Job; None if a Job of that name belongs to someone else."""
         kube = self.state.kube
-        await kube.create_configmap(build_configmap(req))
-        created = await kube.create_job(build_job(req, self.settings, suspend=suspend))
+        # Both at once: a pod of the Job waits for its ConfigMap anyway (the kubelet retries).
+        _, created = await asyncio.gather(
+            kube.create_configmap(build_configmap(req)),
+            kube.create_job(build_job(req, self.settings, suspend=suspend)),
+        )
         job = job_view(created)
         if job.owner_uid not in ("", req.uid):
             return None

@@ -35,8 +35,12 @@ def get_spec_hash(spec: CompressionJobSpec) -> str:
     return names.short_hash(json.dumps(data, sort_keys=True), 16)
 
 
+#: libyaml's dumper when PyYAML was built with it (about 50x faster than the pure-Python one).
+DUMPER: type[yaml.SafeDumper] = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
+
+
 def build_configmap(req: JobRequest) -> dict[str, Any]:
-    text = yaml.safe_dump(build_job_file(req), sort_keys=False)
+    text = yaml.dump(build_job_file(req), Dumper=DUMPER, sort_keys=False)
     return {
         "apiVersion": "v1",
         "kind": "ConfigMap",

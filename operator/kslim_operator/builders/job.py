@@ -7,12 +7,9 @@ from typing import Any
 from kslim_operator import names
 from kslim_operator.builders.configmap import get_spec_hash
 from kslim_operator.builders.pod import build_pod_template
+from kslim_operator.contract import NO_RETRY_EXIT_CODES
 from kslim_operator.request import JobRequest
 from kslim_operator.settings import Settings
-
-#: Runner exit codes that must not be retried (docs/contracts.md): user error, quality gate,
-#: unusable device.
-NO_RETRY_EXIT_CODES = (2, 3, 4)
 
 
 def get_pod_failure_policy() -> dict[str, Any]:
