@@ -44,12 +44,19 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--warmup", type=int, default=30)
     ap.add_argument("--workers", type=int, default=1)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument(
+        "--augment",
+        choices=("light", "full"),
+        default="light",
+        help="light: flips and colour only (short budgets converge faster); full: + expand/crop",
+    )
     ap.add_argument("--results", default=str(HERE / "results" / "baseline.json"))
     args = ap.parse_args(argv)
 
     import paddle
     from kslim_runner.data.coco import load_coco
     from kslim_runner.data.synth import SynthConfig, generate
+    from kslim_runner.data.transforms import AugmentConfig
     from kslim_runner.measure.coco_eval import evaluate_model
     from kslim_runner.measure.cost import model_cost
     from kslim_runner.measure.latency import measure_latency
@@ -81,6 +88,7 @@ def main(argv: list[str] | None = None) -> int:
         log_every=20,
         checkpoint_every=10**9,
         time_budget_seconds=args.budget_seconds,
+        augment=AugmentConfig() if args.augment == "full" else AugmentConfig(expand_prob=0.0, crop_prob=0.0),
     )
     work = out / f"run-{int(time.time())}"
     train = train_detector(det, splits["train"], cfg, work, stage="baseline")

@@ -91,13 +91,21 @@ def _worker_init(worker_id: int) -> None:
 
 
 def train_loader(
-    index: CocoIndex, size: int, batch_size: int, seed: int, *, workers: int, start_step: int, steps: int
+    index: CocoIndex,
+    size: int,
+    batch_size: int,
+    seed: int,
+    *,
+    workers: int,
+    start_step: int,
+    steps: int,
+    augment: AugmentConfig | None = None,
 ) -> paddle.io.DataLoader:
     sampler = ResumableBatchSampler(
         len(index), batch_size, seed, start_step=start_step, steps=steps - start_step
     )
     return paddle.io.DataLoader(
-        TrainDataset(index, size, seed),
+        TrainDataset(index, size, seed, augment or AugmentConfig()),
         batch_sampler=sampler,
         num_workers=workers,
         use_shared_memory=workers > 0,

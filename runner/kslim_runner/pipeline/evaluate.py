@@ -12,6 +12,7 @@ from kslim_runner.measure.predictor import PredictorOptions
 from kslim_runner.pipeline.context import RunContext
 from kslim_runner.pipeline.models import LOADERS, load_row_model
 from kslim_runner.pipeline.stage import Stage
+from kslim_runner.progress import Progress
 
 
 def eval_precision(quantized: bool, device: str) -> str:
@@ -52,6 +53,9 @@ class EvaluateStage(Stage):
                         det, val, batch_size=spec.evaluation.batch_size, score_threshold=threshold
                     )
                 ctx.put_row(row)
+                done = Progress(self.stage, len(val), start=len(val))
+                done.emit(ap=row.eval["ap"])  # the operator's latest-AP figure
+                done.close()
                 print(
                     f"kslim: {row.name}: AP {row.eval['ap']:.4f} AP50 {row.eval['ap50']:.4f} "
                     f"({row.eval['imagesPerSecond']} images/s)",

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any
+
+from kslim_runner.data.transforms import AugmentConfig
 
 DEFAULT_ITERATIONS = 1000
 
@@ -28,6 +30,7 @@ class TrainConfig:
     #: Stop after this many seconds of training (iterations is then an upper bound and the cosine
     #: schedule follows the time spent). For benchmarks; jobs use iterations or epochs.
     time_budget_seconds: float | None = None
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
 
     def with_overrides(self, **kw: Any) -> TrainConfig:
         return replace(self, **{k: v for k, v in kw.items() if v is not None})

@@ -114,6 +114,7 @@ def _train(
             workers=cfg.workers,
             start_step=start,
             steps=cfg.iterations,
+            augment=cfg.augment,
         )
         for batch in loader:
             check_batch(index, batch[3])
