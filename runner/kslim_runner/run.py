@@ -19,7 +19,7 @@ def output_location(job: Any, job_dir: Path, output: str | None) -> tuple[Path, 
     """(local folder, the URI artifacts are reported under). --output wins; else spec.output.uri with
     the job's name appended; else ./output/<name>. In a pod, --output is the mount of
     spec.output.uri/<name>, so artifacts are reported under that URI."""
-    from kslim_runner.uris import resolve_uri
+    from kslim_runner.uris import DEFAULT_PVC_ROOT, PVC_ROOT_ENV, pvc_root, resolve_uri
 
     name = job.metadata.name
     spec_uri = None if job.spec.output is None else f"{job.spec.output.uri.rstrip('/')}/{name}"
@@ -27,9 +27,17 @@ def output_location(job: Any, job_dir: Path, output: str | None) -> tuple[Path, 
         in_pod = bool(os.environ.get("KUBERNETES_SERVICE_HOST"))
         return Path(output).absolute(), spec_uri if in_pod else None
     if spec_uri is not None:
-        if spec_uri.startswith(("pvc://", "file://")) or "://" not in spec_uri:
-            return resolve_uri(spec_uri, job_dir, what="spec.output.uri"), None
-        return resolve_uri(spec_uri, job_dir, what="spec.output.uri"), spec_uri
+        local = resolve_uri(spec_uri, job_dir, what="spec.output.uri")
+        if spec_uri.startswith("pvc://"):
+            claim = pvc_root() / spec_uri[len("pvc://") :].split("/", 1)[0]
+            if not claim.is_dir():
+                raise UserError(
+                    f"spec.output.uri {job.spec.output.uri}: claim folder {claim} does not exist (claims are "
+                    f"mounted under ${PVC_ROOT_ENV}, default {DEFAULT_PVC_ROOT}); set {PVC_ROOT_ENV} or pass "
+                    "--output",
+                    reason="OutputNotWritable",
+                )
+        return local, None
     return (Path.cwd() / DEFAULT_LOCAL_OUTPUT / name).absolute(), None
 
 

@@ -29,3 +29,27 @@ def test_file_and_relative_paths() -> None:
 def test_unsupported_schemes_are_user_errors() -> None:
     with pytest.raises(UserError, match="s3:// URIs are not supported"):
         resolve_uri("s3://bucket/key", Path("/jobs"), what="dataset.train.images")
+
+
+def test_output_on_an_unmounted_claim_is_a_user_error(make_job, tmp_path: Path, monkeypatch, capsys) -> None:
+    from kslim_runner.run import run_command
+
+    monkeypatch.setenv("KSLIM_PVC_ROOT", str(tmp_path / "claims"))
+    job = make_job(output={"uri": "pvc://artifacts/jobs"})
+    assert run_command(str(job)) == 2
+    err = capsys.readouterr().err
+    assert "claim folder" in err and "KSLIM_PVC_ROOT" in err
+
+
+def test_output_on_a_mounted_claim_goes_under_the_job_name(make_job, tmp_path: Path, monkeypatch) -> None:
+    from kslim_api import load_job
+    from kslim_runner.run import output_location
+
+    monkeypatch.setenv("KSLIM_PVC_ROOT", str(tmp_path / "claims"))
+    (tmp_path / "claims" / "artifacts").mkdir(parents=True)
+    job = load_job(make_job(output={"uri": "pvc://artifacts/jobs"}))
+    out, uri = output_location(job, tmp_path, None)
+    assert out == tmp_path / "claims" / "artifacts" / "jobs" / "tiny" and uri is None
+    monkeypatch.setenv("KUBERNETES_SERVICE_HOST", "10.0.0.1")
+    out, uri = output_location(job, tmp_path, "/output")
+    assert out == Path("/output") and uri == "pvc://artifacts/jobs/tiny"
