@@ -122,3 +122,23 @@ def test_a_second_run_skips_finished_stages(finished: dict, capsys) -> None:
     assert code == 0
     assert text.count("done in an earlier run, skipped") == len(STAGES)
     assert not progress_lines(text)
+
+
+def test_a_missed_quality_gate_exits_3_and_keeps_the_artifacts(
+    make_job, tmp_path: Path, monkeypatch, capsys
+) -> None:
+    term = tmp_path / "termination-log"
+    monkeypatch.setenv("KSLIM_TERMINATION_MESSAGE_PATH", str(term))
+    job = make_job(qualityGate={"maxLatencyMs": "0.001"})
+    out = tmp_path / "out"
+    assert run_command(str(job), output=str(out)) == 3
+    assert "quality gate failed" in capsys.readouterr().err
+    report = json.loads((out / "report.json").read_text())
+    assert report["qualityGate"]["passed"] is False
+    assert (out / report["rows"][0]["model"] / "model.pdmodel").is_file()
+    msg = json.loads(term.read_text())
+    assert (
+        msg["outcome"] == "Failed"
+        and msg["reason"] == "QualityGateFailed"
+        and msg["qualityGate"]["passed"] is False
+    )
