@@ -7,6 +7,7 @@ import os
 import shutil
 import sys
 import traceback
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -133,11 +134,19 @@ def run_command(file: str, output: str | None = None) -> int:
     """The whole job. Exit codes: 0 done, 1 internal, 2 user error, 3 quality gate, 4 device."""
     stage: str | None = "prepare"
     pipeline = None
+    # paddle warns on every BatchNorm built in train mode; it says nothing about the job
+    warnings.filterwarnings("ignore", message="When training, we now always track global mean")
     try:
         ctx = _setup_context(file, output)
         import paddle
 
         paddle.set_device("gpu" if ctx.device.device == "gpu" else "cpu")
+        if len(ctx.device.gpus) > 1:
+            print(
+                f"kslim: {len(ctx.device.gpus)} GPUs visible; this runner trains on GPU 0 only "
+                "(multi-GPU data parallel is not implemented yet)",
+                flush=True,
+            )
         print(
             f"kslim: job {ctx.name}: output {ctx.out}; device {ctx.device.device} ({ctx.device.reason})",
             flush=True,

@@ -102,22 +102,21 @@ class YoloV3(Detector):
     def loss(
         self, outputs: list[paddle.Tensor], gt_box: paddle.Tensor, gt_label: paddle.Tensor
     ) -> paddle.Tensor:
-        total = None
-        for x, mask, stride in zip(outputs, ANCHOR_MASKS, STRIDES, strict=True):
-            level = ops.yolo_loss(
-                x,
+        levels = [
+            ops.yolo_loss(
+                outputs[i],
                 gt_box,
                 gt_label,
                 anchors=self.anchors_flat,
-                anchor_mask=list(mask),
+                anchor_mask=list(ANCHOR_MASKS[i]),
                 class_num=self.config.num_classes,
                 ignore_thresh=0.7,
-                downsample_ratio=stride,
+                downsample_ratio=STRIDES[i],
                 use_label_smooth=False,
             )
-            total = level if total is None else total + level
-        assert total is not None
-        return total.mean()
+            for i in range(len(outputs))  # indices, not zip(strict=): also traceable by to_static
+        ]
+        return paddle.add_n(levels).mean()
 
     def postprocess(
         self, outputs: list[paddle.Tensor], im_shape: paddle.Tensor, scale_factor: paddle.Tensor
