@@ -56,3 +56,14 @@ def test_export_signature_and_parity(tmp_path: Path) -> None:
     ref = ref_boxes.numpy()
     top = lambda b: b[np.argsort(-b[:, 1], kind="stable")][:20]  # noqa: E731
     np.testing.assert_allclose(top(ref)[:, 1:], top(boxes)[:, 1:], rtol=1e-3, atol=1e-2)
+
+
+def test_exported_preprocessing_matches_the_training_side(tmp_path: Path) -> None:
+    """The evaluator follows infer_cfg.yml; it must feed the pixels the in-training AP is computed on."""
+    from kslim_runner.data.transforms import eval_transform
+
+    det = build_detector(DetectorConfig("yolov3_mobilenet_v1", 3, 96, 0.25))
+    pre = load_preprocess(export_detector(det, tmp_path / "m", ["a", "b", "c"]))
+    img = np.random.default_rng(0).integers(0, 255, (70, 130, 3), dtype=np.uint8)
+    for ours, theirs in zip(pre(img), eval_transform(img, 96), strict=True):
+        np.testing.assert_allclose(ours, theirs, atol=1e-5)

@@ -52,8 +52,9 @@ def infer_cfg(detector: Detector, label_list: list[str]) -> dict:
         "use_dynamic_shape": False,
         "arch": detector.infer_arch,
         "min_subgraph_size": 3,
+        # interp 1 (linear) is data.transforms.eval_transform's: the in-training AP sees the same pixels
         "Preprocess": [
-            {"type": "Resize", "target_size": [size, size], "keep_ratio": False, "interp": 2},
+            {"type": "Resize", "target_size": [size, size], "keep_ratio": False, "interp": 1},
             {"type": "NormalizeImage", "mean": list(MEAN), "std": list(STD), "is_scale": True},
             {"type": "Permute"},
         ],
