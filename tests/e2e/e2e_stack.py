@@ -29,7 +29,7 @@ RELEASE = "kslim-e2e"
 RUNNER_IMAGE = "kslim/runner:e2e"
 ARTIFACTS_CLAIM = "kslim-artifacts"  # examples/quickstart.yaml writes to pvc://kslim-artifacts/...
 START_TIMEOUT = 90.0
-STOP_TIMEOUT = 15.0
+STOP_TIMEOUT = 5.0  # a well-behaved process exits at once on SIGTERM; then it is killed
 
 
 def free_port() -> int:

@@ -22,10 +22,12 @@ from kubernetes import client
 from prometheus_client.parser import text_string_to_metric_families
 from support.kube import exists, wait_for
 
-pytestmark = pytest.mark.cluster
+#: The quick start trains for minutes on 2 CPU cores; pytest-timeout (900 s per test) would cut the
+#: test that first asks for it, so these tests get their own limit.
+pytestmark = [pytest.mark.cluster, pytest.mark.timeout(1500)]
 
 QUICKSTART = REPO_ROOT / "examples" / "quickstart.yaml"
-QUICKSTART_TIMEOUT = 900
+QUICKSTART_TIMEOUT = 1200
 FAILING_TIMEOUT = 180
 MISSING_ANNOTATIONS = f"pvc://{ARTIFACTS_CLAIM}/missing/annotations.json"
 CAMEL_CASE = re.compile(r"^[A-Z][A-Za-z0-9]*$")
@@ -138,6 +140,7 @@ def quickstart(stack: Stack) -> Iterator[dict[str, Any]]:
     yield cj
 
 
+@pytest.mark.slow
 def test_quickstart_status_carries_the_runner_report(stack: Stack, quickstart: dict[str, Any]) -> None:
     status = quickstart["status"]
     assert status["phase"] == "Succeeded"
@@ -154,6 +157,7 @@ def test_quickstart_status_carries_the_runner_report(stack: Stack, quickstart: d
     assert status["stage"] == "report"
 
 
+@pytest.mark.slow
 def test_kubectl_get_shows_phase_and_ap(stack: Stack, quickstart: dict[str, Any]) -> None:
     columns = stack.kubectl("get", "cjob", "quickstart", "--no-headers").stdout.split()
     assert "Succeeded" in columns
@@ -163,6 +167,7 @@ def test_kubectl_get_shows_phase_and_ap(stack: Stack, quickstart: dict[str, Any]
         assert any(n == pytest.approx(figure, abs=1e-6) for n in numbers), (figure, columns)
 
 
+@pytest.mark.slow
 def test_operator_metrics_show_the_job_and_pass_promtool(stack: Stack, quickstart: dict[str, Any]) -> None:
     text = stack.metrics()
     status = quickstart["status"]
@@ -233,6 +238,7 @@ def _query(url: str, promql: str) -> list[dict[str, Any]]:
     return list(body["data"]["result"])
 
 
+@pytest.mark.slow
 def test_prometheus_scrapes_the_job_ap(stack: Stack, quickstart: dict[str, Any], prometheus: str) -> None:
     promql = f'kslim_job_ap{{namespace="{stack.namespace}", name="quickstart", model="result"}}'
     result = wait_for(lambda: _query(prometheus, promql), f"{promql} in Prometheus", timeout=60, interval=0.5)
@@ -243,6 +249,7 @@ def test_prometheus_scrapes_the_job_ap(stack: Stack, quickstart: dict[str, Any],
     assert [float(r["value"][1]) for r in up] == [1.0]
 
 
+@pytest.mark.slow
 def test_deleting_the_job_removes_its_children(stack: Stack, quickstart: dict[str, Any]) -> None:
     stack.kubectl("delete", "cjob", "quickstart", "--timeout=60s")
     core, batch = client.CoreV1Api(stack.api), client.BatchV1Api(stack.api)
