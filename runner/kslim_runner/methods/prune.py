@@ -28,6 +28,7 @@ from kslim_runner.methods.prune_search import (
     loss_proxy,
     search_ratios,
     sensitivity_factors,
+    trace_size,
 )
 from kslim_runner.methods.prune_select import Prunable, prunable_convs, select_ratios
 from kslim_runner.models.base import Detector
@@ -55,7 +56,7 @@ def prune_label(cfg: PruneStep) -> str:
 def make_pruner(criterion: str, det: Detector) -> Any:
     """The PaddleSlim pruner (it traces the model once to find the pruning groups)."""
     det.eval()
-    size = det.config.input_size
+    size = trace_size(det.config.input_size)
     cls = FPGMFilterPruner if criterion == "fpgm" else L1NormFilterPruner
     return cls(det, [1, 3, size, size])
 
@@ -69,7 +70,7 @@ def plan_ratios(
     target = float(cfg.target_flops_reduction)
     names = select_ratios(cfg, det, convs, None)
     chosen = [c for c in convs if c.name in names]
-    size = det.config.input_size
+    size = trace_size(det.config.input_size)
     if work is None:
         check_reachable(pruner, det, chosen, target, size)
         return names
@@ -111,7 +112,7 @@ def run_prune(ctx: RunContext, cfg: PruneStep, source: Row) -> Row:
     key = step_key(ctx, "prune")
     work = ctx.stage_dir(key)
     det = source_detector(ctx, source, "prune")
-    size = det.config.input_size
+    size = trace_size(det.config.input_size)
     with quiet_paddleslim():
         pruner = make_pruner(cfg.criterion, det)
         convs = prunable_convs(det, pruner)
@@ -126,12 +127,12 @@ def run_prune(ctx: RunContext, cfg: PruneStep, source: Row) -> Row:
         "criterion": cfg.criterion,
         "ratios": ratios,
         "filters": {"before": total, "after": left},
-        "convFlops": {"before": flops_before, "after": flops_after},
+        "convFlops": {"before": flops_before, "after": flops_after, "inputSize": size},
     }
     save_layout(work / "layout.json", layout)
     print(
-        f"kslim: prune: {len(ratios)} convs, {total - left} of {total} filters removed; conv GFLOPs "
-        f"{flops_before / 1e9:.4f} -> {flops_after / 1e9:.4f}",
+        f"kslim: prune: {len(ratios)} convs, {total - left} of {total} filters removed; conv FLOPs "
+        f"-{1 - flops_after / flops_before:.1%}",
         flush=True,
     )
     tcfg = fine_tune_config(ctx, cfg.fine_tune)

@@ -16,9 +16,17 @@ from paddleslim.analysis import dygraph_flops
 from kslim_runner.errors import UserError
 from kslim_runner.methods.prune_select import MAX_RATIO, Prunable, max_safe_ratio
 
+#: PaddleSlim traces the model with a constant input built by `assign`, which refuses more than 2**20
+#: values (3 x 591 x 591); pruning groups do not depend on the input size, and conv FLOPs shares are
+#: the same at any multiple of 32 (every level's map scales alike), so larger models trace at this.
+MAX_TRACE_SIZE = 320
 #: Bisection stops when the FLOPs share is this close to the target (or after MAX_PROBES probes).
 TOLERANCE = 0.004
 MAX_PROBES = 14
+
+
+def trace_size(input_size: int) -> int:
+    return min(input_size, MAX_TRACE_SIZE)
 
 
 def conv_flops(det: nn.Layer, size: int) -> float:
