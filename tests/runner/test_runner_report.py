@@ -98,3 +98,14 @@ def test_no_termination_file_outside_a_pod(monkeypatch) -> None:
     monkeypatch.delenv("KSLIM_TERMINATION_MESSAGE_PATH", raising=False)
     monkeypatch.setattr(termination, "DEFAULT_PATH", "/nonexistent/termination-log")
     assert termination.write({"outcome": "Succeeded"}) is None
+
+
+def test_precisions_timed_per_device() -> None:
+    from kslim_runner.pipeline.benchmark import precisions_for
+
+    assert precisions_for(["fp32", "int8"], False, "cpu") == (["fp32"], [])
+    assert precisions_for(["fp32", "int8"], True, "cpu") == (["fp32", "int8"], [])
+    timed, notes = precisions_for(["int8", "fp16"], True, "gpu")
+    assert timed == ["fp32"] and len(notes) == 2 and "tensorrt" in notes[0]
+    assert precisions_for(["int8", "fp16"], True, "gpu", tensorrt=True)[0] == ["fp32", "int8", "fp16"]
+    assert precisions_for(["fp16"], False, "cpu")[1] == ["fp16 not timed: it needs a GPU"]

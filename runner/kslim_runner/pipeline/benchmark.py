@@ -13,8 +13,11 @@ from kslim_runner.pipeline.stage import Stage
 from kslim_runner.progress import Progress
 
 
-def precisions_for(requested: list[str], quantized: bool, device: str) -> tuple[list[str], list[str]]:
-    """(precisions to time, notes on those skipped). fp32 is always timed."""
+def precisions_for(
+    requested: list[str], quantized: bool, device: str, tensorrt: bool = False
+) -> tuple[list[str], list[str]]:
+    """(precisions to time, notes on those skipped). fp32 is always timed; int8 runs on oneDNN on
+    CPU, and on GPU through TensorRT only (as fp16), so without it they are skipped, not mislabelled."""
     timed, notes = ["fp32"], []
     for p in requested:
         if p == "fp32":
@@ -23,6 +26,9 @@ def precisions_for(requested: list[str], quantized: bool, device: str) -> tuple[
             continue  # a float model has no int8 kernels to time; not worth a note on every row
         if p == "fp16" and device != "gpu":
             notes.append("fp16 not timed: it needs a GPU")
+            continue
+        if device == "gpu" and not tensorrt:
+            notes.append(f"{p} not timed: on GPU it needs benchmark.tensorrt")
             continue
         timed.append(p)
     return timed, notes
@@ -40,7 +46,7 @@ class BenchmarkStage(Stage):
         for i, row in enumerate(rows):
             assert row.export_dir is not None and row.cost is not None
             timed, notes = precisions_for(
-                list(b.precisions), bool(row.cost.get("quantized")), ctx.device.device
+                list(b.precisions), bool(row.cost.get("quantized")), ctx.device.device, b.tensorrt
             )
             for prec in timed:
                 if prec in row.latency:
