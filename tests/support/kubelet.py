@@ -1060,14 +1060,17 @@ class PodWorker(threading.Thread):
         self.process: subprocess.Popen[bytes] | None = None
         self.stop_requested = threading.Event()
         self.grace_seconds = MAX_GRACE_SECONDS
+        self.stop_reason: str | None = None  # pod.status.reason when the kubelet itself stops it
         self.vanished = False  # the pod object is gone: write nothing more
         self.done = threading.Event()
         self.finalized = False
 
     # ---- called from the kubelet's threads
 
-    def request_stop(self, grace_seconds: float) -> None:
+    def request_stop(self, grace_seconds: float, reason: str | None = None) -> None:
+        """Stop the process (SIGTERM, SIGKILL after the grace period); `reason` for pod.status.reason."""
         self.grace_seconds = min(max(grace_seconds, 0.0), MAX_GRACE_SECONDS)
+        self.stop_reason = reason
         self.stop_requested.set()
 
     def vanish(self) -> None:
@@ -1247,7 +1250,7 @@ class PodWorker(threading.Thread):
         while self.process.poll() is None:
             if self.stop_requested.wait(timeout=0.2):
                 self._terminate(self.grace_seconds)
-                return None
+                return self.stop_reason
             if deadline is not None and time.monotonic() >= deadline:
                 self._terminate(MAX_GRACE_SECONDS)
                 return "DeadlineExceeded"
@@ -1272,6 +1275,8 @@ class PodWorker(threading.Thread):
         reason = "Completed" if code == 0 else "Error"
         if pod_reason == "DeadlineExceeded":
             message = message or "Pod was active on the node longer than the specified deadline"
+        elif pod_reason == REASON_SHUTDOWN:
+            message = message or "the local kubelet stopped while this pod ran"
         return Outcome(code, reason, message, pod_reason)
 
     def _write_status(self, status: Obj) -> None:
@@ -1351,7 +1356,7 @@ class LocalKubelet:
         with self.lock:
             workers = [w for w in self.workers.values() if not w.done.is_set()]
         for worker in workers:
-            worker.request_stop(2.0)
+            worker.request_stop(2.0, REASON_SHUTDOWN)
         for worker in workers:
             worker.join(timeout)
         with contextlib.suppress(Exception):
