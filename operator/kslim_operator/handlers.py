@@ -36,6 +36,21 @@ SERVICE_ACCOUNT_TOKEN = "/var/run/secrets/kubernetes.io/serviceaccount/token"
 BACKOFF_SECONDS = (1.0, 2.0, 4.0, 8.0, 16.0, 30.0)
 
 
+class NoDiffBase(kopf.DiffBaseStorage):
+    """No diff base at all: there are no on.create/on.update handlers here (a daemon and indexes
+    drive everything), yet Kopf would deep-copy every watched pod and Job to build one, about 5 ms
+    per event, a third of the operator's CPU in a burst. Nothing is stored on the objects either."""
+
+    def build(self, *, body: kopf.Body, extra_fields: Any = None) -> Any:
+        return {}
+
+    def fetch(self, *, body: kopf.Body) -> Any:
+        return None
+
+    def store(self, *, body: kopf.Body, patch: kopf.Patch, essence: Any) -> None:
+        pass
+
+
 @kopf.on.startup()
 async def configure(
     *, settings: kopf.OperatorSettings, memo: Any, logger: kopf.Logger, **kwargs: Any
@@ -44,9 +59,7 @@ async def configure(
     logging.getLogger().setLevel(config.log_level)
     settings.persistence.finalizer = names.FINALIZER
     settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=names.ANNOTATION_PREFIX)
-    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
-        prefix=names.ANNOTATION_PREFIX, key="last-handled-configuration"
-    )
+    settings.persistence.diffbase_storage = NoDiffBase()
     # Only our children are watched (server-side label selector), not every pod of the cluster.
     settings.watching.label_selectors["batch", "v1", "jobs"] = names.LABEL_JOB_NAME
     settings.watching.label_selectors["", "v1", "pods"] = names.LABEL_JOB_NAME
@@ -138,6 +151,8 @@ async def job_changed(
         state.poke_queued()
 
 
+# Event handlers run after Kopf updated the indexes for the same event: the poked daemon reads
+# the new state.
 @kopf.on.event("", "v1", "pods", labels=OURS)
 async def pod_changed(*, namespace: str | None, labels: kopf.Labels, memo: Any, **_: Any) -> None:
     memo.state.poke((namespace or "", labels[names.LABEL_JOB_NAME]))

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import json
 import os
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -92,19 +93,28 @@ class Kube:
         except Exception as error:  # translated for the caller; nothing is swallowed
             raise classify(error) from error
 
+    async def _json(self, fn: Callable[..., Any], *args: Any) -> dict[str, Any]:
+        """The response as plain JSON: the client's model classes cost more than the request."""
+        response = await self._call(fn, *args, _preload_content=False)
+        return dict(json.loads(response.data))
+
     async def create_configmap(self, body: dict[str, Any]) -> None:
         """Create; an existing one (a previous pass or a previous operator) is fine: it is immutable."""
         with contextlib.suppress(Conflict):
-            await self._call(self.core.create_namespaced_config_map, body["metadata"]["namespace"], body)
+            await self._call(
+                self.core.create_namespaced_config_map,
+                body["metadata"]["namespace"],
+                body,
+                _preload_content=False,
+            )
 
     async def create_job(self, body: dict[str, Any]) -> dict[str, Any]:
         """Create the Job, or return the existing one of that name (never a second Job)."""
         ns, name = body["metadata"]["namespace"], body["metadata"]["name"]
         try:
-            created = await self._call(self.batch.create_namespaced_job, ns, body)
+            return await self._json(self.batch.create_namespaced_job, ns, body)
         except Conflict:
-            created = await self._call(self.batch.read_namespaced_job, name, ns)
-        return self.api.sanitize_for_serialization(created)
+            return await self._json(self.batch.read_namespaced_job, name, ns)
 
     async def set_job_suspend(self, namespace: str, name: str, suspend: bool) -> dict[str, Any]:
         patched = await self._call(

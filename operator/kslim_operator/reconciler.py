@@ -23,7 +23,7 @@ from typing import Any
 
 from kslim_operator import events as ev
 from kslim_operator import names, queue, storage
-from kslim_operator.builders import build_configmap, build_job, get_spec_hash
+from kslim_operator.builders import build_configmap, build_job
 from kslim_operator.conditions import now_rfc3339
 from kslim_operator.kube import NotFound, TransientError
 from kslim_operator.observe import FAILED, RUNNING, SUCCEEDED, Observation, observe, parse_time
@@ -147,7 +147,7 @@ class Reconciler:
             job = job_view(patched)
             mem.job, mem.job_written = job, self.clock()
 
-        if job is not None and job.spec_hash and job.spec_hash != get_spec_hash(req.spec):
+        if job is not None and job.spec_hash and job.spec_hash != req.spec_hash:
             self._warn_spec_change(req, mem, post)
 
         pods = self.state.pods_of(key)

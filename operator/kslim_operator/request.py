@@ -25,6 +25,17 @@ class JobRequest:
     raw_spec: dict[str, Any] = field(default_factory=dict)
 
     @property
+    def spec_hash(self) -> str:
+        """builders.configmap.get_spec_hash of the spec, computed once per request."""
+        cached = self.__dict__.get("_spec_hash")
+        if cached is None:
+            from kslim_operator.builders.configmap import get_spec_hash
+
+            cached = get_spec_hash(self.spec)
+            object.__setattr__(self, "_spec_hash", cached)
+        return str(cached)
+
+    @property
     def kueue_labels(self) -> dict[str, str]:
         """Kueue's labels (queue name, priority class) are passed through to the Job."""
         return {k: v for k, v in self.labels.items() if k.startswith("kueue.x-k8s.io/")}

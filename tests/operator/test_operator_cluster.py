@@ -91,8 +91,14 @@ def test_user_error_exit_fails_without_retry(
         failed = jobs.condition("bad", "Failed")
         assert failed is not None and failed["reason"] == "RunnerError"
         assert "exit code 2" in failed["message"] and "something odd" in failed["message"]
-        job = jobs.job("bad")
-        assert job is not None and job.status.failed == 1
+        # the operator decides from the pod; the Job controller agrees a moment later (FailJob)
+        jobs.wait(
+            "Job Failed",
+            lambda: any(
+                c.type == "Failed" and c.status == "True" for c in jobs.job("bad").status.conditions or []
+            ),  # type: ignore[union-attr]
+        )
+        assert jobs.job("bad").status.failed == 1  # type: ignore[union-attr]
         assert len(kubelet.pods("bad")) == 1  # no retry
         assert jobs.status("bad")["attempts"] == 1
         jobs.wait("RunnerError event", lambda: ("Warning", "RunnerError") in jobs.events("bad"))

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 from typing import Any
 
-import yaml
 from kslim_api.v1alpha1 import API_VERSION, KIND, CompressionJobSpec
 
 from kslim_operator import names
@@ -35,12 +34,14 @@ def get_spec_hash(spec: CompressionJobSpec) -> str:
     return names.short_hash(json.dumps(data, sort_keys=True), 16)
 
 
-#: libyaml's dumper when PyYAML was built with it (about 50x faster than the pure-Python one).
-DUMPER: type[yaml.SafeDumper] = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
+def render_job_file(req: JobRequest) -> str:
+    """The job file as indented JSON, which is YAML too: the runner reads it with a YAML parser,
+    people read it with `kubectl get cm -o yaml`; PyYAML's pure-Python dumper costs ~7 ms a job."""
+    return json.dumps(build_job_file(req), indent=2) + "\n"
 
 
 def build_configmap(req: JobRequest) -> dict[str, Any]:
-    text = yaml.dump(build_job_file(req), Dumper=DUMPER, sort_keys=False)
+    text = render_job_file(req)
     return {
         "apiVersion": "v1",
         "kind": "ConfigMap",
@@ -48,7 +49,7 @@ def build_configmap(req: JobRequest) -> dict[str, Any]:
             "name": names.configmap_name(req.name),
             "namespace": req.namespace,
             "labels": names.child_labels(req.name),
-            "annotations": {names.ANNOTATION_SPEC_HASH: get_spec_hash(req.spec)},
+            "annotations": {names.ANNOTATION_SPEC_HASH: req.spec_hash},
             "ownerReferences": [req.owner_reference],
         },
         "immutable": True,

@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Any
 
 from kslim_operator import names
-from kslim_operator.builders.configmap import get_spec_hash
 from kslim_operator.builders.pod import build_pod_template
 from kslim_operator.contract import NO_RETRY_EXIT_CODES
 from kslim_operator.request import JobRequest
@@ -55,7 +54,7 @@ def build_job(req: JobRequest, settings: Settings, *, suspend: bool) -> dict[str
             "name": names.job_name(req.name),
             "namespace": req.namespace,
             "labels": labels,
-            "annotations": {names.ANNOTATION_SPEC_HASH: get_spec_hash(req.spec)},
+            "annotations": {names.ANNOTATION_SPEC_HASH: req.spec_hash},
             "ownerReferences": [req.owner_reference],
         },
         "spec": spec,
