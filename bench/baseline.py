@@ -57,6 +57,7 @@ def main(argv: list[str] | None = None) -> int:
     from kslim_runner.data.coco import load_coco
     from kslim_runner.data.synth import SynthConfig, generate
     from kslim_runner.data.transforms import AugmentConfig
+    from kslim_runner.device import use_cpu_threads
     from kslim_runner.measure.coco_eval import evaluate_model
     from kslim_runner.measure.cost import model_cost
     from kslim_runner.measure.latency import measure_latency
@@ -66,6 +67,7 @@ def main(argv: list[str] | None = None) -> int:
     from kslim_runner.train.config import TrainConfig
     from kslim_runner.train.loop import train_detector
 
+    threads = use_cpu_threads()
     t_all = time.monotonic()
     out = Path(args.out).absolute()
     splits = {}
@@ -130,7 +132,13 @@ def main(argv: list[str] | None = None) -> int:
         "seed": args.seed,
         "targets": TARGETS,
         "met": {k: measured[k] >= v for k, v in TARGETS.items()},
-        "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "paddle": paddle.__version__},
+        "machine": {
+            "cpus": os.cpu_count(),
+            "threads": threads,
+            "platform": platform.platform(),
+            "paddle": paddle.__version__,
+            "loadAverage": os.getloadavg(),
+        },
         "commit": _commit(),
         "date": time.strftime("%Y-%m-%d"),
     }

@@ -7,7 +7,10 @@ capability is at least 6.1 and below 9.0 (sm_89, Ada, runs sm_86 code; Hopper, 9
 
 from __future__ import annotations
 
+import math
+import os
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from kslim_runner.errors import DeviceError
 
@@ -68,6 +71,30 @@ def decide_device(requested: str, compiled_with_cuda: bool, gpus: list[GpuInfo])
         raise DeviceError(_unsupported(bad[0]))
     names = ", ".join(f"{g.name} (sm_{g.capability[0]}{g.capability[1]})" for g in visible)
     return DeviceDecision("gpu", f"{len(visible)} usable GPU(s): {names}", tuple(visible))
+
+
+def cpu_threads() -> int:
+    """CPU threads this process may use: its affinity, capped by a cgroup CPU quota (a pod's limit)."""
+    try:
+        n = len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        n = os.cpu_count() or 1
+    try:
+        quota, period = Path("/sys/fs/cgroup/cpu.max").read_text().split()[:2]
+        if quota != "max":
+            n = min(n, max(1, math.ceil(int(quota) / int(period))))
+    except (OSError, ValueError):
+        pass
+    return max(1, n)
+
+
+def use_cpu_threads(n: int | None = None) -> int:
+    """Let paddle's CPU kernels use n threads (default: cpu_threads()); returns n."""
+    import paddle
+
+    n = n or cpu_threads()
+    paddle.base.core.set_num_threads(n)
+    return n
 
 
 def probe() -> tuple[bool, list[GpuInfo]]:

@@ -140,7 +140,10 @@ def run_command(file: str, output: str | None = None) -> int:
         ctx = _setup_context(file, output)
         import paddle
 
+        from kslim_runner.device import use_cpu_threads
+
         paddle.set_device("gpu" if ctx.device.device == "gpu" else "cpu")
+        use_cpu_threads()
         if len(ctx.device.gpus) > 1:
             print(
                 f"kslim: {len(ctx.device.gpus)} GPUs visible; this runner trains on GPU 0 only "
