@@ -16,6 +16,10 @@ def _pct(new: float | None, old: float | None) -> str:
     return f" ({(new / old - 1) * 100:+.1f}%)"
 
 
+def _num(v: float | None, nd: int = 4) -> str:
+    return "-" if v is None else f"{v:.{nd}f}"
+
+
 def _ap(v: float | None) -> str:
     return "-" if v is None else f"{v * 100:.1f}"
 
@@ -94,7 +98,7 @@ def render(report: dict[str, Any]) -> str:
             t = r["train"]
             out.append(
                 f"| {r['label']} | {t['iterations']} | {t['start_step']} | {t['seconds']} "
-                f"| {t['step_seconds']} | {t['images_per_second']} | {t['final_loss']} |"
+                f"| {t['step_seconds']} | {t['images_per_second']} | {_num(t['final_loss'])} |"
             )
     notes = [(r["label"], n) for r in report["rows"] for n in r.get("notes", [])]
     if notes:
