@@ -3,6 +3,7 @@ package initialises zlib on import. These run in fresh interpreters, where a cra
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 
@@ -41,3 +42,13 @@ def test_the_hazard_is_real_without_the_package() -> None:
     if done.returncode == 0:
         pytest.skip("this paddle build no longer breaks zlib; the ordering guard is harmless but unneeded")
     assert done.returncode != 0
+
+
+def test_openmp_threads_do_not_spin_unless_the_user_says_so() -> None:
+    env = {k: v for k, v in os.environ.items() if k != "KMP_BLOCKTIME"}
+    code = "import kslim_runner, os; print(os.environ['KMP_BLOCKTIME'])"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
+    assert done.stdout.strip() == "0"
+    env["KMP_BLOCKTIME"] = "50"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
+    assert done.stdout.strip() == "50"
