@@ -2,8 +2,8 @@
 
 - indexes of our Jobs, our pods and all CompressionJobs (Kopf fills them before any handler runs,
   so a restarted operator sees existing Jobs before it could think of creating one);
-- one daemon per unfinished CompressionJob drives it (reconcile, sleep until poked or due);
-- event handlers only poke the daemon of the job whose objects changed.
+- one driver task per unfinished CompressionJob (see `driver`: reconcile, sleep until poked or due);
+- event handlers only hand over new bodies and poke the driver of the job whose objects changed.
 
 `kopf run -m kslim_operator.handlers` runs these without leader election (development);
 `python -m kslim_operator` adds the Lease, probes and settings checks.
@@ -11,29 +11,26 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import os
-from typing import Any
+from typing import Any, cast
 
 import kopf
 
 from kslim_operator import names
+from kslim_operator.driver import Drivers
 from kslim_operator.events import Event
 from kslim_operator.http import start_metrics_server
-from kslim_operator.kube import Conflict, Kube, NotFound, PermanentApiError, TransientError, load_api_client
+from kslim_operator.kube import Kube, load_api_client
 from kslim_operator.metrics import Metrics
-from kslim_operator.reconciler import JobMemory, Reconciler
 from kslim_operator.settings import load_settings
 from kslim_operator.state import OperatorState
-from kslim_operator.status import is_terminal
 from kslim_operator.summary import JobSummary, summarize_job
 from kslim_operator.views import JobView, PodView, job_view, pod_view
 
 CJ = (names.CJ_GROUP, names.CJ_VERSION, names.CJ_PLURAL)
 OURS = {names.LABEL_JOB_NAME: kopf.PRESENT}
 SERVICE_ACCOUNT_TOKEN = "/var/run/secrets/kubernetes.io/serviceaccount/token"
-BACKOFF_SECONDS = (1.0, 2.0, 4.0, 8.0, 16.0, 30.0)
 
 
 class NoDiffBase(kopf.DiffBaseStorage):
@@ -51,12 +48,18 @@ class NoDiffBase(kopf.DiffBaseStorage):
         pass
 
 
+def post_event(body: dict[str, Any], event: Event) -> None:
+    # Kopf only reads apiVersion, kind and metadata of the object it gets.
+    kopf.event(cast(kopf.Body, body), type=event.type, reason=event.reason, message=event.message)
+
+
 @kopf.on.startup()
 async def configure(
     *, settings: kopf.OperatorSettings, memo: Any, logger: kopf.Logger, **kwargs: Any
 ) -> None:
     config = load_settings()
     logging.getLogger().setLevel(config.log_level)
+    # No finalizer is ever needed (see `driver`); Kopf's own is renamed in case a future handler needs one.
     settings.persistence.finalizer = names.FINALIZER
     settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=names.ANNOTATION_PREFIX)
     settings.persistence.diffbase_storage = NoDiffBase()
@@ -78,6 +81,7 @@ async def configure(
     )
     state.metrics = Metrics(source=state.summaries)
     memo.state = state
+    memo.drivers = Drivers(state, post_event)
     if config.metrics_port:
         memo.metrics_server = await start_metrics_server(state.metrics.registry, config.metrics_port)
     state.metrics.ready.set(1)
@@ -91,6 +95,9 @@ async def configure(
 
 @kopf.on.cleanup()
 async def shutdown(*, memo: Any, **_: Any) -> None:
+    drivers: Drivers | None = getattr(memo, "drivers", None)
+    if drivers is not None:
+        await drivers.close()
     state: OperatorState | None = getattr(memo, "state", None)
     server = getattr(memo, "metrics_server", None)
     if server is not None:
@@ -151,7 +158,7 @@ async def job_changed(
         state.poke_queued()
 
 
-# Event handlers run after Kopf updated the indexes for the same event: the poked daemon reads
+# Event handlers run after Kopf updated the indexes for the same event: the poked driver reads
 # the new state.
 @kopf.on.event("", "v1", "pods", labels=OURS)
 async def pod_changed(*, namespace: str | None, labels: kopf.Labels, memo: Any, **_: Any) -> None:
@@ -163,77 +170,10 @@ async def cj_changed(
     *, type: str, body: kopf.Body, namespace: str | None, name: str, memo: Any, **_: Any
 ) -> None:
     state: OperatorState = memo.state
-    state.poke((namespace or "", name))
+    key = (namespace or "", name)
     if type == "DELETED":
+        memo.drivers.delete(key)
         state.forget_seq(str(body.get("metadata", {}).get("uid", "")))
         state.poke_queued()
-
-
-# ---- the driver ----------------------------------------------------------------------------
-
-
-def _unfinished(*, status: kopf.Status, **_: Any) -> bool:
-    return not is_terminal(dict(status))
-
-
-async def _sleep(poke: asyncio.Event, stopped: kopf.DaemonStopped, delay: float) -> None:
-    waiters = [asyncio.ensure_future(poke.wait()), asyncio.ensure_future(stopped.wait())]
-    try:
-        await asyncio.wait(waiters, timeout=max(delay, 0.0), return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        for w in waiters:
-            w.cancel()
-
-
-# A stopped daemon (job finished, deleted, operator exiting) may finish its pass: it may be between
-# a status patch and the events for it.
-@kopf.daemon(*CJ, id="drive", when=_unfinished, cancellation_backoff=10.0, cancellation_timeout=5.0)
-async def drive(
-    *,
-    body: kopf.Body,
-    namespace: str | None,
-    name: str,
-    memo: Any,
-    stopped: kopf.DaemonStopped,
-    logger: kopf.Logger,
-    **_: Any,
-) -> None:
-    """Drive one CompressionJob until it is finished (the daemon then ends, and Kopf drops the
-    finalizer it needed to stop the daemon cleanly)."""
-    state: OperatorState = memo.state
-    key = (namespace or "", name)
-    poke = state.poke_event(key)
-    reconciler = Reconciler(state)
-    mem = JobMemory()
-    failures = 0
-
-    def post(event: Event) -> None:
-        kopf.event(body, type=event.type, reason=event.reason, message=event.message)
-
-    state.metrics.watched.inc()
-    try:
-        while not stopped:
-            poke.clear()
-            delay: float | None
-            try:
-                delay = await reconciler.reconcile(dict(body), mem, post)
-                failures = 0
-            except (TransientError, Conflict, NotFound, PermanentApiError) as error:
-                kind = type(error).__name__
-                state.metrics.reconcile_errors.labels(kind=kind).inc()
-                delay = BACKOFF_SECONDS[min(failures, len(BACKOFF_SECONDS) - 1)]
-                failures += 1
-                logger.warning(f"reconcile failed ({kind}: {error}); retrying in {delay:.0f} s")
-                mem.status = None  # re-read the status from the watched object next time
-            except Exception:
-                state.metrics.reconcile_errors.labels(kind="Unexpected").inc()
-                delay = BACKOFF_SECONDS[min(failures, len(BACKOFF_SECONDS) - 1)]
-                failures += 1
-                logger.exception(f"reconcile failed unexpectedly; retrying in {delay:.0f} s")
-                mem.status = None
-            if delay is None:
-                return
-            await _sleep(poke, stopped, delay)
-    finally:
-        state.metrics.watched.dec()
-        state.forget(key)
+    else:
+        memo.drivers.update(key, dict(body))

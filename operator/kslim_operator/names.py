@@ -12,9 +12,8 @@ CJ_PLURAL = PLURAL
 
 #: Our own prefix for annotations Kopf writes (instead of Kopf's legacy kopf.zalando.org).
 ANNOTATION_PREFIX = "kslim.dev"
-#: Our own finalizer. Kopf requires a finalizer while a daemon runs for an object (so the daemon is
-#: stopped before the object vanishes); it carries no cleanup of its own: children go by garbage
-#: collection (ownerReferences), and Kopf removes it as soon as the job is finished or deleted.
+#: The name Kopf would use for a finalizer. No handler needs one today (see `driver`: children go by
+#: garbage collection), so no object carries it; it is set so a future one never uses Kopf's default.
 FINALIZER = "kslim.dev/cleanup"
 
 LABEL_JOB_NAME = "kslim.dev/job-name"

@@ -34,9 +34,6 @@ class OperatorState:
 
     # ---- wake-ups: a daemon sleeps until its job's objects change (or its timer is due)
 
-    def poke_event(self, key: Key) -> asyncio.Event:
-        return self.pokes.setdefault(key, asyncio.Event())
-
     def poke(self, key: Key) -> None:
         event = self.pokes.get(key)
         if event is not None:

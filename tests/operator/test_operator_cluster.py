@@ -73,8 +73,8 @@ def test_succeeded_pod_gives_status_figures_and_kubectl_wait_works(
             "QualityGatePassed": "True",
         }
         jobs.wait("Succeeded event", lambda: ("Normal", "Succeeded") in jobs.events("yolo"))
-        # the finished job lost the finalizer: deleting it is never blocked by the operator
-        jobs.wait("no finalizer", lambda: not jobs.get("yolo")["metadata"].get("finalizers"))
+        # no finalizer, ever: deleting a CompressionJob is never blocked by the operator
+        assert not jobs.get("yolo")["metadata"].get("finalizers")
 
 
 def test_user_error_exit_fails_without_retry(
@@ -151,7 +151,7 @@ def test_delete_removes_children(jobs: Jobs, kubelet: FakeKubelet, namespace: st
         jobs.create(cj_body(name="gone"))
         kubelet.run(kubelet.wait_pod("gone"))
         jobs.wait_phase("gone", "Running")
-        assert jobs.get("gone")["metadata"].get("finalizers") == ["kslim.dev/cleanup"]
+        assert not jobs.get("gone")["metadata"].get("finalizers")
         jobs.delete("gone")
         jobs.wait("CR gone", lambda: not jobs.custom.list_namespaced_custom_object(
             "kslim.dev", "v1alpha1", namespace, "compressionjobs")["items"], timeout=30)  # fmt: skip
@@ -183,18 +183,16 @@ def test_operator_restart_mid_job_makes_no_second_job(
     assert [j.metadata.uid for j in all_jobs] == [first_uid]
 
 
-def test_deleted_while_operator_is_down_loses_its_finalizer(
+def test_deleting_while_the_operator_is_down_is_not_blocked(
     jobs: Jobs, kubelet: FakeKubelet, namespace: str, kubeconfig: Path
 ) -> None:
     with operator_running(namespace, kubeconfig):
         jobs.create(cj_body(name="orphan"))
         jobs.wait_phase("orphan", "Pending")
-        jobs.wait("finalizer", lambda: jobs.get("orphan")["metadata"].get("finalizers"))
-    jobs.delete("orphan")  # blocked by the finalizer while the operator is away
-    assert jobs.get("orphan")["metadata"].get("deletionTimestamp")
-    with operator_running(namespace, kubeconfig):
-        jobs.wait("CR gone", lambda: not jobs.custom.list_namespaced_custom_object(
-            "kslim.dev", "v1alpha1", namespace, "compressionjobs")["items"], timeout=30)  # fmt: skip
+    jobs.delete("orphan")  # no operator running, no finalizer to wait for
+    jobs.wait("CR gone", lambda: not jobs.custom.list_namespaced_custom_object(
+        "kslim.dev", "v1alpha1", namespace, "compressionjobs")["items"], timeout=10)  # fmt: skip
+    jobs.wait("Job gone", lambda: jobs.job("orphan") is None, timeout=90)
 
 
 def test_kueue_label_passes_through_and_kueue_admits(
