@@ -67,7 +67,7 @@ def stack(
             logs={"operator": logs / "operator.log", "kubelet": logs / "kubelet.log"},
         )
     finally:
-        # While the operator runs: no CompressionJob may keep its finalizer past the namespace.
+        # Delete the jobs while the operator and the kubelet still run: their pods stop cleanly.
         control_plane.kubectl("delete", "cjob", "--all", "-n", namespace, "--timeout=30s", check=False)
         for process in reversed(processes):
             stop_process(process)
