@@ -37,7 +37,7 @@ class SettingsError(Exception):
 class Settings(BaseModel):
     """What a platform engineer configures once per installation."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True)
 
     image: Annotated[str, StringConstraints(min_length=1, pattern=r"^\S+$")] = f"kslim-runner:{__version__}"
     """Runner image used when a CompressionJob does not override spec.template.image."""

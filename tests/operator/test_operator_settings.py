@@ -52,3 +52,17 @@ def test_lease_timing_is_checked() -> None:
         load_settings(
             {"KSLIM_OPERATOR_LEASE_DURATION_SECONDS": "5", "KSLIM_OPERATOR_RENEW_DEADLINE_SECONDS": "5"}
         )
+
+
+def test_every_setting_is_documented() -> None:
+    from pathlib import Path
+
+    from kslim_operator.settings import ENV_PREFIX, Settings
+
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "operations.md").read_text()
+    missing = [
+        f"{ENV_PREFIX}{name.upper()}"
+        for name in Settings.model_fields
+        if f"`{ENV_PREFIX}{name.upper()}`" not in doc
+    ]
+    assert not missing, f"document these in docs/operations.md: {missing}"
