@@ -310,3 +310,18 @@ def test_progress_travels_through_the_pod_log(
     finally:
         server.close()
         kubelet.remove_node()
+
+
+def test_missing_pvc_is_named_in_a_condition(
+    jobs: Jobs, kubelet: FakeKubelet, namespace: str, kubeconfig: Path
+) -> None:
+    with operator_running(namespace, kubeconfig):
+        jobs.create(cj_body(name="nopvc"))  # its pvc://data and pvc://artifacts claims do not exist
+        kubelet.wait_pod("nopvc")
+        running = jobs.wait(
+            "PVCNotFound",
+            lambda: (c := jobs.condition("nopvc", "Running")) and c["reason"] == "PVCNotFound" and c,
+            timeout=30,
+        )
+        assert "artifacts, data" in running["message"] and namespace in running["message"]
+        jobs.wait("PVCNotFound event", lambda: ("Warning", "PVCNotFound") in jobs.events("nopvc"))

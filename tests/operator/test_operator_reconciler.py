@@ -144,3 +144,16 @@ def test_user_error_from_the_pod_fails_the_job_at_once() -> None:
     failed = next(c for c in kube.status["conditions"] if c["type"] == "Failed")
     assert failed["reason"] == "QualityGateFailed"
     assert kube.status["result"]["ap"] == 0.306  # figures and artifacts are kept
+
+
+def test_a_spec_change_after_start_is_not_silently_ignored() -> None:
+    rec, state, _kube, _, posted = _setup()
+    job = job_body(status={"active": 1})
+    job["metadata"]["annotations"] = {"kslim.dev/spec-hash": "0000000000000000"}  # built from another spec
+    state.jobs = {("team-a", "yolo"): [job_view(job)]}
+    body = cj_body(status={"startTime": "2026-01-01T00:00:00Z"}, generation=2)
+    mem = JobMemory()
+    _run(rec.reconcile(body, mem, posted.append))
+    _run(rec.reconcile(body, mem, posted.append))
+    warnings = [e for e in posted if e.reason == "SpecChangeIgnored"]
+    assert len(warnings) == 1 and warnings[0].type == "Warning" and "re-create" in warnings[0].message
