@@ -125,8 +125,9 @@ async def test_500s_then_409_on_job_creation_end_with_exactly_one_job(env: kmock
         )
         assert status["phase"] == "Pending"
         assert _jobs(env) == ["yolo"]
-        assert _errors(memo) == 1
-        assert len(list(env["post", JOBS])) == 2  # 500, then 409 -> the existing Job is read
+        assert _errors(memo) >= 1
+        # 500, then 409 on every retry -> the existing Job is read and used; never a second one
+        assert len(list(env["post", JOBS])) >= 2
         assert not env.objects[CJ, NS, "yolo"]["metadata"].get("finalizers")
 
 
