@@ -88,15 +88,13 @@ configure_cluster() {  # idempotent; recorded in $DEV_DIR/configured once it all
   kc wait --for=condition=Established --timeout=60s -f crds/ >/dev/null
   say "installing the Helm chart (ServiceAccount, RBAC, Service; the operator runs as a local process) ..."
   # --skip-crds: crds/ at the top is the source (applied above). The operator runs as a local
-  # process below, under the chart's ServiceAccount, so the chart's RBAC is what it gets. The
-  # chart's schema wants operator.replicas >= 1; nothing would run that pod anyway (no Deployment
-  # controller here, and the local kubelet only runs the runner), so the Deployment is scaled to 0.
+  # process below, under the chart's ServiceAccount, so the chart's RBAC is what it gets; the
+  # chart's Deployment gets 0 replicas (the local kubelet only runs the runner anyway).
   "$HELM" upgrade --install "$RELEASE" helm/kslim --kubeconfig "$KUBECONFIG_FILE" \
     --namespace "$NAMESPACE" --create-namespace --skip-crds \
     --set operator.leaderElection=false \
     --set runner.image.repository="$RUNNER_IMAGE_REPOSITORY" --set runner.image.tag="$RUNNER_IMAGE_TAG" \
-    --set runner.image.pullPolicy=Never >/dev/null
-  kc scale deployment -n "$NAMESPACE" -l "app.kubernetes.io/instance=$RELEASE" --replicas=0 >/dev/null
+    --set runner.image.pullPolicy=Never --set operator.replicas=0 >/dev/null
   write_operator_kubeconfig
   say "creating PersistentVolumeClaim $ARTIFACTS_CLAIM in namespace default (the quick start's output) ..."
   kc apply -f - >/dev/null <<EOF
