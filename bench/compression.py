@@ -259,7 +259,7 @@ def run_rows(work: Path, scale: float, only: set[str], seed: int) -> list[dict[s
     rows = [row_figures("baseline", base)]
     base_ap, base_size = base["rows"][0]["ap"], base["rows"][0]["sizeBytes"]
     if "teacher" in jobs:
-        rows.append(row_figures("teacher", jobs["teacher"]))
+        rows.append({**row_figures("teacher", jobs["teacher"]), "technique": "distillation teacher"})
     for name in ROWS:
         if name in jobs:
             # the distilled student is compared with the baseline: same init, same steps, no teacher
@@ -285,15 +285,17 @@ def table(rows: list[dict[str, Any]]) -> str:
     ]
     for r in rows:
         size = r["int8SizeBytes"] or r["sizeBytes"]
-        lat = f"{r['latencyMsFp32'] or '-'} / {r['latencyMsInt8'] or '-'}"
-        drop = "" if r["method"] in ("baseline", "teacher") or r["apDrop"] is None else f"{-r['apDrop']:+.1f}"
+        own = r["method"] in ("baseline", "teacher")
+        lat = " / ".join("-" if v is None else f"{v:.2f}" for v in (r["latencyMsFp32"], r["latencyMsInt8"]))
+        drop = "" if own or r["apDrop"] is None else f"{-r['apDrop']:+.2f}"
         met = ", ".join(f"{k} {'yes' if v else 'NO'}" for k, v in (r.get("met") or {}).items())
         model = "YOLOv3-ResNet34" if r["method"] == "teacher" else f"YOLOv3-MobileNetV1 x{WIDTH}"
-        ap = "-" if r["ap"] is None else f"{r['ap'] * 100:.1f}"
+        ap = "-" if r["ap"] is None else f"{r['ap'] * 100:.2f}"
         seed = (r.get("target") or {}).get("seed", "")
+        gflops = f"{r['gflops']}{'' if own else pct(r['gflops'], r['gflopsBaseline'])}"
         lines.append(
-            f"| {model} | {r['technique']} | {r['gflops']}{pct(r['gflops'], r['gflopsBaseline'])} "
-            f"| {mb(size)} | {SIZE} | {lat} | {ap} | {drop} | {seed} | {met} |"
+            f"| {model} | {r['technique']} | {gflops} | {mb(size)} | {SIZE} | {lat} | {ap} | {drop} "
+            f"| {seed} | {met} |"
         )
     return "\n".join(lines)
 

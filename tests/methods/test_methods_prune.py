@@ -77,10 +77,13 @@ def test_per_parameter_ratios_touch_only_the_matched_convs(staged) -> None:
 
 
 @pytest.mark.slow
-def test_sensitivity_picks_unequal_ratios_for_a_flops_target(staged) -> None:
+def test_sensitivity_picks_unequal_ratios_for_a_flops_target(staged, capsys) -> None:
     step = {"criterion": "fpgm", "targetFlopsReduction": "0.2", "sensitivity": True, "params": ["neck.*"]}
     ctx = staged([{"prune": {**step, "fineTune": {"iterations": 0}}}])
     run_steps(ctx)
+    lines = [json.loads(x) for x in capsys.readouterr().out.splitlines() if x.startswith('{"kslim"')]
+    probes = [p for p in lines if p["stage"] == "prune"]
+    assert probes[-1]["step"] == probes[-1]["total"] == 1 + 18 * 9  # the unpruned score, 9 ratios per conv
     base_dir, pruned_dir, row = _exports(ctx)
     layout = json.loads(ctx.path(row.model["layout"]).read_text())
     assert len(set(layout["ratios"].values())) > 1

@@ -36,10 +36,12 @@ from kslim_runner.models.registry import build_detector
 from kslim_runner.pipeline.context import RunContext
 from kslim_runner.pipeline.methods import register_method
 from kslim_runner.pipeline.state import Row
+from kslim_runner.progress import Progress
 
 CRITERIA = {"fpgm": "FPGM", "l1_norm": "L1-norm"}
-#: Training batches the sensitivity analysis scores each probe on.
+#: Training batches the sensitivity analysis scores each probe on, and probes per conv (10%..90%).
 SENSITIVITY_BATCHES = 2
+SENSITIVITY_PROBES = 9
 
 
 def prune_label(cfg: PruneStep) -> str:
@@ -87,7 +89,17 @@ def plan_ratios(
         steps=SENSITIVITY_BATCHES,
     )
     print(f"kslim: prune: sensitivity analysis of {len(chosen)} convs", flush=True)
-    factors = sensitivity_factors(pruner, chosen, loss_proxy(det, list(loader)), work / "sensitivity.pkl")
+    probes = 1 + len(chosen) * SENSITIVITY_PROBES
+    progress = Progress("prune", probes, every=max(1, probes // 50))
+    proxy = loss_proxy(det, list(loader))
+
+    def score() -> float:
+        value = proxy()
+        progress.update(min(progress.step + 1, probes))
+        return value
+
+    factors = sensitivity_factors(pruner, chosen, score, work / "sensitivity.pkl")
+    progress.close()
     return search_ratios(pruner, det, chosen, target, size, factors)[0]
 
 
