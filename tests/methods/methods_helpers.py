@@ -11,10 +11,10 @@ SIZE = 96
 WIDTH = "0.25"
 
 
-def job_doc(strategy: list[dict[str, Any]], **spec_overrides: Any) -> dict[str, Any]:
+def job_doc(strategy: list[dict[str, Any]] | None, **spec_overrides: Any) -> dict[str, Any]:
     """A tiny CompressionJob: YOLOv3-MobileNetV1 x0.25 at 96 px on the tiny COCO data, given weights
     (no baseline training), a few fine-tuning steps by default. Overrides merge into the spec's
-    sections; a None value removes that field."""
+    sections; a None value removes that field. strategy None: give slimConfig instead."""
     spec: dict[str, Any] = {
         "model": {
             "architecture": "yolov3_mobilenet_v1",
@@ -45,6 +45,8 @@ def job_doc(strategy: list[dict[str, Any]], **spec_overrides: Any) -> dict[str, 
         "evaluation": {"batchSize": 4},
         "resources": {"gpus": 0},
     }
+    if strategy is None:
+        del spec["strategy"]
     for key, value in spec_overrides.items():
         if isinstance(value, dict) and isinstance(spec.get(key), dict):
             merged = {**spec[key], **value}

@@ -91,3 +91,27 @@ def test_sensitivity_picks_unequal_ratios_for_a_flops_target(staged, capsys) -> 
     assert set(layout["ratios"]) <= neck and len(layout["ratios"]) == 18  # the 18 prunable neck convs
     drop = 1 - model_cost(pruned_dir)["gflops"] / model_cost(base_dir)["gflops"]
     assert drop == pytest.approx(0.2, abs=0.05)
+
+
+NECK = [27, 28, 29, 30, 31, 32, 34, 35, 36, 37, 38, 39, 41, 42, 43, 44, 45, 46]
+SLIM_PRUNER = f"""
+slim: Pruner
+Pruner:
+  criterion: l1_norm
+  pruned_params: {[f"conv2d_{i}.w_0" for i in NECK]}
+  pruned_ratios: {[0.5] * len(NECK)}
+  print_params: False
+"""
+
+
+def test_a_paddledetection_pruner_config_prunes_the_convs_it_names(staged) -> None:
+    """The seed's YOLOv3-MobileNetV1 pruner configs name the neck convs conv2d_27.w_0 ... conv2d_46.w_0
+    (skipping the two convs that feed a concat); here they are the same convs."""
+    ctx = staged(None, slimConfig=SLIM_PRUNER, train={"iterations": 1})
+    run_steps(ctx, export=False)
+    row = ctx.rows[-1]
+    layout = json.loads(ctx.path(row.model["layout"]).read_text())
+    assert layout["ratios"] == {f"conv2d_{i}.w_0": 0.5 for i in NECK}
+    assert row.label == "Pruning-L1-norm (per-conv ratios)" and row.train["iterations"] == 1
+    det = load_row_model(row.model, ctx.path)
+    assert det.neck.blocks[0].conv0.conv.weight.shape[0] == 128 // 2
