@@ -8,6 +8,7 @@ import importlib.util
 from pathlib import Path
 from typing import Any
 
+from kslim_runner.data import voc
 from kslim_runner.data.coco import CocoIndex, check_images, load_coco
 from kslim_runner.data.synth import SynthConfig, generate
 from kslim_runner.errors import UserError
@@ -40,11 +41,6 @@ def _synthetic(ctx: RunContext) -> dict[str, tuple[Path, Path]]:
 
 def _given(ctx: RunContext) -> dict[str, tuple[Path, Path]]:
     ds = ctx.spec.dataset
-    if ds.format != "coco":
-        raise UserError(
-            f"dataset.format {ds.format} is not supported by this runner yet; convert it to COCO",
-            reason="UnsupportedFormat",
-        )
     splits = {}
     for split in ("train", "val"):
         s = getattr(ds, split)
@@ -53,7 +49,22 @@ def _given(ctx: RunContext) -> dict[str, tuple[Path, Path]]:
                 ctx.resolve(s.images, f"dataset.{split}.images"),
                 ctx.resolve(s.annotations, f"dataset.{split}.annotations"),
             )
+    if ds.format == "voc":
+        return _voc_as_coco(ctx, splits)
     return splits
+
+
+def _voc_as_coco(ctx: RunContext, splits: dict[str, tuple[Path, Path]]) -> dict[str, tuple[Path, Path]]:
+    """VOC XML folders -> COCO JSONs under <output>/data/<split>/ (one category list for all splits)."""
+    parsed = {split: voc.read_split(xml_dir) for split, (_, xml_dir) in splits.items()}
+    names = voc.category_names(list(parsed.values()))
+    out = {}
+    for split, (images, _) in splits.items():
+        out[split] = (
+            images,
+            voc.to_coco(parsed[split], names, ctx.out / "data" / split / "annotations.json"),
+        )
+    return out
 
 
 def dataset_hash(paths: list[Path]) -> str:
