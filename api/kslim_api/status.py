@@ -24,7 +24,7 @@ from kslim_api.openapi import list_map
 Timestamp = Annotated[str, Field(json_schema_extra={"format": "date-time"})]
 
 
-class Phase(str, enum.Enum):
+class Phase(enum.StrEnum):
     """A one-word summary for `kubectl get`; the conditions are the API."""
 
     PENDING = "Pending"
@@ -34,7 +34,7 @@ class Phase(str, enum.Enum):
     FAILED = "Failed"
 
 
-class Stage(str, enum.Enum):
+class Stage(enum.StrEnum):
     """Runner stages, in the order a job goes through them (docs/contracts.md)."""
 
     PREPARE = "prepare"
@@ -49,7 +49,7 @@ class Stage(str, enum.Enum):
     REPORT = "report"
 
 
-class ConditionType(str, enum.Enum):
+class ConditionType(enum.StrEnum):
     """Condition types the operator sets. `Succeeded`/`Failed` are terminal, so
     `kubectl wait --for=condition=Succeeded cj/NAME` works."""
 

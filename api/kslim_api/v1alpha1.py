@@ -191,7 +191,7 @@ def _cel_count(*fields: str, on: str = "self") -> str:
 # --- model ------------------------------------------------------------------------------------------
 
 
-class Architecture(str, enum.Enum):
+class Architecture(enum.StrEnum):
     """Built-in detectors (YOLOv3 heads on Paddle's own backbones)."""
 
     YOLOV3_MOBILENET_V1 = "yolov3_mobilenet_v1"

@@ -51,7 +51,7 @@ def build_report(ctx: RunContext) -> dict[str, Any]:
         "kind": "CompressionJobReport",
         "job": ctx.name,
         "namespace": ctx.job.metadata.namespace,
-        "generatedAt": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "generatedAt": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         "model": model_name(ctx),
         "architecture": None if spec.model.architecture is None else spec.model.architecture.value,
         "inputSize": spec.model.input_size,
