@@ -134,7 +134,8 @@ def weights_of(report: dict[str, Any]) -> str:
 def row_figures(method: str, report: dict[str, Any], ap_baseline: float | None = None) -> dict[str, Any]:
     base, res = report["rows"][0], report["rows"][-1]
     ap0 = base["ap"] if ap_baseline is None else ap_baseline
-    seconds = sum((r.get("train") or {}).get("seconds") or 0 for r in report["rows"][1:])
+    trained = report["rows"][1:] or report["rows"][:1]  # a baseline-only job: its own training
+    seconds = sum((r.get("train") or {}).get("seconds") or 0 for r in trained)
     return {
         "method": method,
         "technique": " + ".join(r["label"] for r in report["rows"][1:]) or "baseline",
@@ -149,7 +150,7 @@ def row_figures(method: str, report: dict[str, Any], ap_baseline: float | None =
         "latencyMsInt8": (res["latencyMs"].get("int8") or {}).get("p50"),
         "latencyMsFp32Baseline": (base["latencyMs"].get("fp32") or {}).get("p50"),
         "budgetSeconds": round(seconds, 1),
-        "iterations": sum((r.get("train") or {}).get("iterations") or 0 for r in report["rows"][1:]),
+        "iterations": sum((r.get("train") or {}).get("iterations") or 0 for r in trained),
         "jobSeconds": report["_seconds"],
     }
 
