@@ -6,12 +6,15 @@ import datetime
 from dataclasses import dataclass
 from typing import Any
 
-ACCEPTED = "Accepted"
-RUNNING = "Running"
-SUSPENDED = "Suspended"
-SUCCEEDED = "Succeeded"
-FAILED = "Failed"
-QUALITY_GATE_PASSED = "QualityGatePassed"
+from kslim_api.status import ConditionType
+
+# The types are the schema's (kslim_api.status.ConditionType); plain strings here for dict keys.
+ACCEPTED = ConditionType.ACCEPTED.value
+RUNNING = ConditionType.RUNNING.value
+SUSPENDED = ConditionType.SUSPENDED.value
+SUCCEEDED = ConditionType.SUCCEEDED.value
+FAILED = ConditionType.FAILED.value
+QUALITY_GATE_PASSED = ConditionType.QUALITY_GATE_PASSED.value
 
 #: The order conditions are listed in (stable output, stable patches).
 ORDER = (ACCEPTED, RUNNING, SUSPENDED, SUCCEEDED, FAILED, QUALITY_GATE_PASSED)

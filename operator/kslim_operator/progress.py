@@ -12,18 +12,9 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-STAGES = (
-    "prepare",
-    "baseline",
-    "prune",
-    "distill",
-    "qat",
-    "ptq",
-    "export",
-    "evaluate",
-    "benchmark",
-    "report",
-)
+from kslim_api.status import Stage
+
+STAGES = tuple(stage.value for stage in Stage)  # the schema's order (docs/contracts.md)
 MARKER = '"kslim"'
 
 

@@ -10,18 +10,9 @@ import sys
 import time
 from typing import Any, TextIO
 
-STAGES = (
-    "prepare",
-    "baseline",
-    "prune",
-    "distill",
-    "qat",
-    "ptq",
-    "export",
-    "evaluate",
-    "benchmark",
-    "report",
-)
+from kslim_api.status import Stage
+
+STAGES = tuple(stage.value for stage in Stage)  # the schema's order (docs/contracts.md)
 
 
 def _finite(x: float | None, ndigits: int = 5) -> float | None:

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 from cj_samples import cj_body, report_text, with_spec
-from conftest import Jobs, operator_running
 from fakelet import FakeKubelet, JobWatcher, LogServer
+from operator_harness import Jobs, operator_running
 
 pytestmark = pytest.mark.cluster
 

@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 from cj_samples import cj_body
-from conftest import Jobs, free_port
 from kubernetes import client
+from operator_harness import Jobs, free_port
 
 
 def _get(url: str) -> tuple[int, bytes]:
