@@ -71,6 +71,11 @@ fmt: venv ## Format and auto-fix the code.
 unit: venv ## Only the tests that need no control plane.
 	$(PY) -m pytest -m "not cluster" $(PYTEST_ARGS)
 
+.PHONY: lock
+lock: venv ## Regenerate requirements/constraints.txt (the exact versions CI, the venv and both images install).
+	{ echo "# Exact versions CI, the dev venv and both images install (pip -c). Regenerate: make lock"; \
+	  $(VENV)/bin/pip freeze --exclude-editable | grep -vi '^kslim'; } > requirements/constraints.txt
+
 .PHONY: crds
 crds: venv ## Regenerate crds/ (and the Helm chart's copy) from the schema model.
 	$(PY) -m kslim_api.crdgen
