@@ -174,8 +174,9 @@ def start_operator(kubeconfig: Path, health: int, log: Path, profile: str | None
         "KSLIM_OPERATOR_LOG_LEVEL": "WARNING",
     }
     out = log.open("wb")
+    profiler = ["-m", "cProfile", "-o", profile] if profile else []
     return subprocess.Popen(
-        [sys.executable, "-m", "kslim_operator"], env=env, stdout=out, stderr=subprocess.STDOUT
+        [sys.executable, *profiler, "-m", "kslim_operator"], env=env, stdout=out, stderr=subprocess.STDOUT
     )
 
 
@@ -231,6 +232,19 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 kubelet.finish(pods[name], 0, report)
             wait("Succeeded", lambda: all(n in recorder.succeeded for n in names), 180)
             to_succeeded = [recorder.succeeded[n] - finished[n] for n in names]
+            if args.raw:
+                raw = {
+                    n: {
+                        "applied": applied[n],
+                        "jobSeen": recorder.job_seen[n],
+                        "accepted": recorder.accepted.get(n),
+                        "finished": finished[n],
+                        "jobComplete": recorder.job_complete.get(n),
+                        "succeeded": recorder.succeeded[n],
+                    }
+                    for n in names
+                }
+                Path(args.raw).write_text(json.dumps(raw, indent=1) + "\n")
 
             more = [f"idle-{i:04d}" for i in range(max(args.rss_jobs - args.jobs, 0))]
             print(f"applying {len(more)} more CompressionJobs for the memory figure ...", file=sys.stderr)
@@ -330,7 +344,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--results", default=str(ROOT / "bench" / "results" / "operator.json"))
     ap.add_argument("--docs", default=str(ROOT / "docs" / "BENCHMARKS.md"))
     ap.add_argument("--no-write", action="store_true", help="print only")
-    ap.add_argument("--profile", help="write a cProfile of the operator's main thread to this file")
+    ap.add_argument("--profile", help="run the operator under cProfile, writing its stats to this file")
+    ap.add_argument("--raw", help="write each job's timestamps (monotonic clock) to this JSON file")
     ap.add_argument("--log", default="/tmp/kslim-bench-operator.log", help="the operator's log")
     args = ap.parse_args(argv)
     r = run(args)

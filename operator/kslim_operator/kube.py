@@ -1,8 +1,10 @@
 """The operator's calls to the API server (besides Kopf's own watching, patching and events).
 
-The official client is synchronous; every call runs in a bounded thread pool so the event loop
-stays free. Errors are sorted into what a reconcile pass does with them: `NotFound` and
-`Conflict` are answers; `TransientError` (429, 5xx, connection trouble) means "retry later".
+The official client is synchronous; every call runs on a few daemon threads so the event loop
+stays free, the most urgent first (see `executor`): creating and starting Jobs, then status
+patches, then log tails and claim checks. Errors are sorted into what a reconcile pass does with
+them: `NotFound` and `Conflict` are answers; `TransientError` (429, 5xx, connection trouble)
+means "retry later".
 """
 
 from __future__ import annotations
@@ -12,8 +14,8 @@ import contextlib
 import functools
 import json
 import os
+import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
 import urllib3
@@ -21,8 +23,12 @@ from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 
 from kslim_operator import names
+from kslim_operator.executor import Priority, PriorityExecutor
 
 T = TypeVar("T")
+
+#: How long one answer on whether a claim exists serves every job of the namespace that mounts it.
+CLAIM_CACHE_SECONDS = 5.0
 
 
 class NotFound(Exception):
@@ -79,29 +85,31 @@ class Kube:
         self.batch = client.BatchV1Api(api)
         self.custom = client.CustomObjectsApi(api)
         self.timeout = request_timeout
-        self.pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="kslim-api")
+        self.pool = PriorityExecutor(workers)
+        self._claims: dict[tuple[str, str], tuple[float, asyncio.Task[bool]]] = {}
 
     def close(self) -> None:
-        self.pool.shutdown(wait=False, cancel_futures=True)
-        self.api.close()
+        self.pool.shutdown()
+        self.api.close()  # idle connections; a call still in flight keeps its own
 
-    async def _call(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-        loop = asyncio.get_running_loop()
+    async def _call(self, priority: Priority, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         kwargs.setdefault("_request_timeout", self.timeout)
         try:
-            return await loop.run_in_executor(self.pool, functools.partial(fn, *args, **kwargs))
+            call = functools.partial(fn, *args, **kwargs)
+            return await asyncio.wrap_future(self.pool.submit(priority, call))
         except Exception as error:  # translated for the caller; nothing is swallowed
             raise classify(error) from error
 
-    async def _json(self, fn: Callable[..., Any], *args: Any) -> dict[str, Any]:
+    async def _json(self, priority: Priority, fn: Callable[..., Any], *args: Any) -> dict[str, Any]:
         """The response as plain JSON: the client's model classes cost more than the request."""
-        response = await self._call(fn, *args, _preload_content=False)
+        response = await self._call(priority, fn, *args, _preload_content=False)
         return dict(json.loads(response.data))
 
     async def create_configmap(self, body: dict[str, Any]) -> None:
         """Create; an existing one (a previous pass or a previous operator) is fine: it is immutable."""
         with contextlib.suppress(Conflict):
             await self._call(
+                Priority.START,
                 self.core.create_namespaced_config_map,
                 body["metadata"]["namespace"],
                 body,
@@ -112,24 +120,29 @@ class Kube:
         """Create the Job, or return the existing one of that name (never a second Job)."""
         ns, name = body["metadata"]["namespace"], body["metadata"]["name"]
         try:
-            return await self._json(self.batch.create_namespaced_job, ns, body)
+            return await self._json(Priority.START, self.batch.create_namespaced_job, ns, body)
         except Conflict:
-            return await self._json(self.batch.read_namespaced_job, name, ns)
+            return await self._json(Priority.START, self.batch.read_namespaced_job, name, ns)
 
     async def set_job_suspend(self, namespace: str, name: str, suspend: bool) -> dict[str, Any]:
         patched = await self._call(
-            self.batch.patch_namespaced_job, name, namespace, {"spec": {"suspend": suspend}}
+            Priority.START, self.batch.patch_namespaced_job, name, namespace, {"spec": {"suspend": suspend}}
         )
         return self.api.sanitize_for_serialization(patched)
 
     async def delete_job(self, namespace: str, name: str) -> None:
         with contextlib.suppress(NotFound):
             await self._call(
-                self.batch.delete_namespaced_job, name, namespace, propagation_policy="Background"
+                Priority.WRITE,
+                self.batch.delete_namespaced_job,
+                name,
+                namespace,
+                propagation_policy="Background",
             )
 
     async def patch_status(self, namespace: str, name: str, patch: dict[str, Any]) -> dict[str, Any]:
         result = await self._call(
+            Priority.WRITE,
             self.custom.patch_namespaced_custom_object_status,
             names.CJ_GROUP,
             names.CJ_VERSION,
@@ -143,6 +156,7 @@ class Kube:
     async def pod_log_tail(self, namespace: str, pod: str, lines: int, limit_bytes: int) -> str:
         # Raw bytes: the client would json-decode a log that happens to be one JSON line.
         response: Any = await self._call(
+            Priority.READ,
             self.core.read_namespaced_pod_log,
             pod,
             namespace,
@@ -154,10 +168,35 @@ class Kube:
         return bytes(response.data).decode("utf-8", errors="replace")
 
     async def missing_claims(self, namespace: str, claims: list[str]) -> list[str]:
-        missing = []
-        for claim in claims:
-            try:
-                await self._call(self.core.read_namespaced_persistent_volume_claim, claim, namespace)
-            except NotFound:
-                missing.append(claim)
-        return missing
+        """The claims that do not exist. One lookup per claim and CLAIM_CACHE_SECONDS serves every
+        job asking (a burst of jobs mounting the same dataset claim costs one GET, not one each)."""
+        found = await asyncio.gather(*(self._claim_exists(namespace, claim) for claim in claims))
+        return [claim for claim, exists in zip(claims, found, strict=True) if not exists]
+
+    async def _claim_exists(self, namespace: str, claim: str) -> bool:
+        key, now = (namespace, claim), time.monotonic()
+        cached = self._claims.get(key)
+        if cached is None or (cached[1].done() and cached[0] < now):
+            if len(self._claims) > 1000:
+                self._claims = {k: v for k, v in self._claims.items() if not v[1].done() or v[0] >= now}
+            task = asyncio.create_task(self._read_claim(namespace, claim))
+            cached = self._claims[key] = (now + CLAIM_CACHE_SECONDS, task)
+        try:
+            return await asyncio.shield(cached[1])
+        except Exception:
+            if self._claims.get(key) is cached:
+                del self._claims[key]  # an error is not an answer: the next caller asks again
+            raise
+
+    async def _read_claim(self, namespace: str, claim: str) -> bool:
+        try:
+            await self._call(
+                Priority.READ,
+                self.core.read_namespaced_persistent_volume_claim,
+                claim,
+                namespace,
+                _preload_content=False,
+            )
+        except NotFound:
+            return False
+        return True
