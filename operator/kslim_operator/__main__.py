@@ -1,24 +1,42 @@
 """`python -m kslim_operator`: check the settings, take the Lease, then run Kopf.
 
-Exit codes: 0 stopped cleanly; 1 leadership lost (the pod restarts and stands by); 2 bad settings.
+Exit codes: 0 stopped cleanly; 1 leadership lost (the pod restarts and stands by) or Kopf failed;
+2 bad settings.
+
+Stopping: SIGTERM/SIGINT make a standby quit at once, and a leader stop Kopf the graceful way
+(its watchers, then our cleanup handler). Kopf runs on a daemon thread so that this process, not
+Kopf, decides when it has waited enough: once the cleanup has run (or STOP_DEADLINE_SECONDS have
+passed) it hands the Lease back and exits. Kopf itself would go on waiting up to 5 s for leftover
+tasks of its own (a watch stream cancelled mid-read leaves one), which nothing here depends on.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import os
 import signal
 import sys
 import threading
+import time
 from collections.abc import Sequence
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import FrameType
+from typing import TYPE_CHECKING
 
 import kopf
 
 from kslim_operator.settings import Settings, SettingsError, load_settings
 
+if TYPE_CHECKING:
+    from kslim_operator.leader import LeaderElector
+
 logger = logging.getLogger("kslim_operator")
+
+#: After a stop request: how long Kopf may take at most, and how long after our cleanup handler.
+STOP_DEADLINE_SECONDS = 10.0
+STOP_AFTER_CLEANUP_SECONDS = 0.5
 
 
 class _StandbyHealth(BaseHTTPRequestHandler):
@@ -36,8 +54,21 @@ class _StandbyHealth(BaseHTTPRequestHandler):
         pass
 
 
-def _lead(settings: Settings, stop: threading.Event, lost: threading.Event) -> object | None:
-    """Block until this replica holds the Lease; None if asked to stop first."""
+def _wait(events: Sequence[threading.Event], timeout: float | None = None) -> None:
+    """Until one of `events` is set (or `timeout`), in short waits so that signal handlers run."""
+    deadline = None if timeout is None else time.monotonic() + timeout
+    while not any(e.is_set() for e in events):
+        left = 0.1 if deadline is None else min(0.1, deadline - time.monotonic())
+        if left <= 0:
+            return
+        events[0].wait(left)
+
+
+def _lead(settings: Settings, stop: threading.Event) -> LeaderElector | None:
+    """Block until this replica holds the Lease; None if asked to stop first.
+
+    The campaign runs on a daemon thread and this one only waits for it or for a signal, so a
+    SIGTERM stops a standby at once even while a Lease request hangs on an unresponsive API server."""
     from kslim_operator.kube import load_api_client
     from kslim_operator.leader import LeaderElector
 
@@ -54,22 +85,73 @@ def _lead(settings: Settings, stop: threading.Event, lost: threading.Event) -> o
         renew_deadline=settings.renew_deadline_seconds,
         retry_period=settings.retry_period_seconds,
     )
+    acquired, ended = threading.Event(), threading.Event()
+
+    def campaign() -> None:
+        if elector.acquire(stop):
+            acquired.set()
+        ended.set()
+
+    threading.Thread(target=campaign, name="kslim-lease-campaign", daemon=True).start()
     try:
-        if not elector.acquire(stop):
-            return None
+        _wait([stop, ended])
     finally:
         if standby is not None:
             standby.shutdown()
             standby.server_close()
-
-    def on_lost() -> None:
-        logger.error("leader election: lost the Lease; stopping so that only one replica acts")
-        lost.set()
-        stop.set()
-        os.kill(os.getpid(), signal.SIGTERM)  # Kopf's own graceful stop
-
-    elector.start_renewing(on_lost)
+    if stop.is_set():
+        if acquired.is_set():
+            elector.release()
+        return None
     return elector
+
+
+class KopfThread:
+    """`kopf.operator` on its own event loop in a daemon thread, stopped through its stop flag."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.memo = kopf.Memo(stopped=threading.Event())  # set by the cleanup handler
+        self.done = threading.Event()
+        self.error: BaseException | None = None
+        self._requested = threading.Event()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._flag: asyncio.Event | None = None
+        self.thread = threading.Thread(target=self._run, name="kopf", daemon=True)
+
+    def start(self) -> None:
+        self.thread.start()
+
+    def stop(self) -> None:
+        self._requested.set()
+        loop, flag = self._loop, self._flag
+        if loop is not None and flag is not None:
+            with contextlib.suppress(RuntimeError):  # the loop has closed: Kopf is done anyway
+                loop.call_soon_threadsafe(flag.set)
+
+    def _run(self) -> None:
+        try:
+            asyncio.run(self._operator())
+        except BaseException as error:
+            self.error = error
+            logger.exception("Kopf stopped with an error")
+        finally:
+            self.done.set()
+
+    async def _operator(self) -> None:
+        self._flag = asyncio.Event()
+        self._loop = asyncio.get_running_loop()
+        if self._requested.is_set():
+            self._flag.set()
+        port = self.settings.health_port
+        await kopf.operator(
+            standalone=True,
+            clusterwide=self.settings.clusterwide,
+            namespaces=self.settings.namespaces,
+            liveness_endpoint=f"http://0.0.0.0:{port}/healthz" if port else None,
+            memo=self.memo,
+            stop_flag=self._flag,
+        )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -84,30 +166,50 @@ def main(argv: Sequence[str] | None = None) -> int:
     def on_signal(signum: int, _: FrameType | None) -> None:
         stop.set()
 
-    elector = None
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+
+    elector: LeaderElector | None = None
     if settings.leader_election:
-        previous = signal.signal(signal.SIGTERM, on_signal), signal.signal(signal.SIGINT, on_signal)
-        elector = _lead(settings, stop, lost)
-        signal.signal(signal.SIGTERM, previous[0])
-        signal.signal(signal.SIGINT, previous[1])
+        elector = _lead(settings, stop)
         if elector is None:
             return 0
 
+        def on_lost() -> None:
+            logger.error("leader election: lost the Lease; stopping so that only one replica acts")
+            lost.set()
+            stop.set()
+
+        elector.start_renewing(on_lost)
+
     import kslim_operator.handlers  # noqa: F401  (registers the handlers)
 
-    liveness = f"http://0.0.0.0:{settings.health_port}/healthz" if settings.health_port else None
+    operator = KopfThread(settings)
     try:
-        kopf.run(
-            standalone=True,
-            clusterwide=settings.clusterwide,
-            namespaces=settings.namespaces,
-            liveness_endpoint=liveness,
-        )
+        operator.start()
+        _wait([stop, operator.done])
+        operator.stop()
+        _wait([operator.done, operator.memo.stopped], STOP_DEADLINE_SECONDS)
+        if not operator.done.is_set():
+            _wait([operator.done], STOP_AFTER_CLEANUP_SECONDS if operator.memo.stopped.is_set() else 0)
     finally:
-        if elector is not None and not lost.is_set():
-            elector.release()  # type: ignore[attr-defined]
-    return 1 if lost.is_set() else 0
+        if elector is not None:
+            elector.stop()
+            if not lost.is_set():
+                elector.release()
+    return 1 if lost.is_set() or operator.error is not None else 0
+
+
+def exit_now(code: int) -> None:
+    """End the process without interpreter finalization: daemon threads may still be inside an API
+    call or Kopf's last waits, and tearing the interpreter (and OpenSSL) down under them can abort
+    the process. Everything that matters (the Lease, the logs) is done or flushed by now."""
+    logging.shutdown()
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(Exception):
+            stream.flush()
+    os._exit(code)
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    exit_now(main())

@@ -24,6 +24,9 @@ from kubernetes.client.exceptions import ApiException
 
 logger = logging.getLogger(__name__)
 
+#: At most this long for handing the Lease back on the way out.
+RELEASE_TIMEOUT_SECONDS = 2.0
+
 
 @dataclass(frozen=True)
 class LeaseRecord:
@@ -100,9 +103,9 @@ class LeaderElector:
 
     # ---- one round
 
-    def _read(self) -> client.V1Lease | None:
+    def _read(self, timeout: float = 10) -> client.V1Lease | None:
         try:
-            return self.coord.read_namespaced_lease(self.name, self.namespace, _request_timeout=10)
+            return self.coord.read_namespaced_lease(self.name, self.namespace, _request_timeout=timeout)
         except ApiException as error:
             if error.status == 404:
                 return None
@@ -183,6 +186,8 @@ class LeaderElector:
                 logger.warning("leader election: renewal failed: %s", error)
                 if self.clock() - self.last_renewed < self.renew_deadline:
                     continue
+            if self._stop.is_set():
+                return  # stopping anyway (a renewal that failed while we shut down is no loss)
             self.lost.set()
             on_lost()
             return
@@ -195,14 +200,22 @@ class LeaderElector:
         thread.start()
         return thread
 
-    def release(self) -> None:
-        """Stop renewing and hand the Lease back at once, so a standby takes over without waiting."""
+    def stop(self) -> None:
+        """Stop renewing (the Lease then expires unless released)."""
+        self._stop.set()
+
+    def release(self, timeout: float = RELEASE_TIMEOUT_SECONDS) -> None:
+        """Stop renewing and hand the Lease back at once, so a standby takes over without waiting.
+        Bounded: an API server that does not answer must not hold up a stopping operator (the
+        Lease then simply expires)."""
         self._stop.set()
         try:
-            lease = self._read()
+            lease = self._read(timeout / 2)
             if lease is not None and lease.spec and lease.spec.holder_identity == self.identity:
                 lease.spec.holder_identity = None
                 lease.spec.lease_duration_seconds = 1
-                self.coord.replace_namespaced_lease(self.name, self.namespace, lease, _request_timeout=5)
+                self.coord.replace_namespaced_lease(
+                    self.name, self.namespace, lease, _request_timeout=timeout / 2
+                )
         except Exception as error:
             logger.warning("leader election: could not release the Lease: %s", error)

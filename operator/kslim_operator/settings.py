@@ -74,7 +74,8 @@ class Settings(BaseModel):
     """A job whose pod cannot start (image pull failing, unschedulable, missing PVC) for this long
     ends Failed with that reason (0: wait forever, the condition still says why)."""
     api_workers: int = Field(default=16, ge=1, le=256)
-    """Threads for calls to the API server."""
+    """Threads for calls to the API server (most urgent first: creating and starting Jobs, then status
+    patches, then log tails and PVC checks)."""
     leader_election: bool = True
     """Take a coordination.k8s.io Lease before acting (`python -m kslim_operator` only)."""
     leader_election_namespace: DnsName | None = None

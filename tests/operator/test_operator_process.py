@@ -2,19 +2,25 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
+import threading
+import time
+import urllib.parse
 import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
-from cj_samples import cj_body
+import yaml
+from cj_samples import cj_body, with_spec
 from kubernetes import client
 from operator_harness import Jobs, free_port
 
@@ -119,3 +125,104 @@ def test_two_replicas_never_both_act_and_the_standby_takes_over(
         "first",
         "second",
     ]
+
+
+class Relay:
+    """A TCP relay in front of the API server; `freeze()` makes it an API server that stops
+    answering (connections stay open, nothing comes back), as when the control plane hangs."""
+
+    def __init__(self, server_url: str) -> None:
+        parsed = urllib.parse.urlsplit(server_url)
+        self.target = (parsed.hostname or "127.0.0.1", parsed.port or 443)
+        self.frozen = threading.Event()
+        self.closed = threading.Event()
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while not self.closed.is_set():
+            try:
+                conn, _ = self.listener.accept()
+            except OSError:
+                return
+            upstream = socket.create_connection(self.target)
+            for src, dst in ((conn, upstream), (upstream, conn)):
+                threading.Thread(target=self._pipe, args=(src, dst), daemon=True).start()
+
+    def _pipe(self, src: socket.socket, dst: socket.socket) -> None:
+        try:
+            while data := src.recv(65536):
+                while self.frozen.is_set() and not self.closed.is_set():
+                    time.sleep(0.05)
+                dst.sendall(data)
+        except OSError:
+            pass
+        finally:
+            for s in (src, dst):
+                with contextlib.suppress(OSError):
+                    s.shutdown(socket.SHUT_RDWR)
+
+    def kubeconfig(self, original: Path, path: Path) -> Path:
+        config = yaml.safe_load(original.read_text())
+        for cluster in config["clusters"]:
+            cluster["cluster"]["server"] = f"https://127.0.0.1:{self.port}"
+        path.write_text(yaml.safe_dump(config))
+        return path
+
+    def close(self) -> None:
+        self.closed.set()
+        self.listener.close()
+
+
+def _stop_within(proc: subprocess.Popen[bytes], seconds: float) -> int:
+    started = time.monotonic()
+    proc.send_signal(signal.SIGTERM)
+    code = proc.wait(timeout=30)
+    took = time.monotonic() - started
+    assert took < seconds, f"the operator took {took:.1f} s to exit after SIGTERM"
+    return code
+
+
+@pytest.mark.cluster
+def test_sigterm_stops_the_operator_within_seconds_busy_or_with_a_hung_api_server(
+    jobs: Jobs, kube_api: client.ApiClient, namespace: str, kubeconfig: Path, tmp_path: Path
+) -> None:
+    coord = client.CoordinationV1Api(kube_api)
+    server = yaml.safe_load(kubeconfig.read_text())["clusters"][0]["cluster"]["server"]
+    relay = Relay(server)
+    via_relay = relay.kubeconfig(kubeconfig, tmp_path / "kubeconfig")
+    try:
+        # a standby whose Lease requests hang
+        coord.create_namespaced_lease(
+            namespace,
+            client.V1Lease(
+                metadata=client.V1ObjectMeta(name="kslim-operator"),
+                spec=client.V1LeaseSpec(holder_identity="someone-else", lease_duration_seconds=3600),
+            ),
+        )
+        with operator_process(via_relay, namespace, "standby", tmp_path / "standby.log") as (proc, health, _):
+            jobs.wait("standby health", lambda: _get(f"http://127.0.0.1:{health}/healthz")[0] == 200)
+            relay.frozen.set()
+            time.sleep(1.0)
+            assert _stop_within(proc, 3.0) == 0
+        relay.frozen.clear()
+        coord.delete_namespaced_lease("kslim-operator", namespace)
+
+        # a leader in the middle of a burst: stops, and hands the Lease back
+        with operator_process(via_relay, namespace, "busy", tmp_path / "busy.log") as (proc, _, metrics):
+            jobs.wait("leader", lambda: _get(f"http://127.0.0.1:{metrics}/metrics")[0] == 200, timeout=60)
+            for i in range(40):
+                jobs.create(cj_body(name=f"burst-{i}", spec=with_spec(resources={"gpus": 0})))
+            jobs.wait("first Jobs", lambda: len(jobs.batch.list_namespaced_job(namespace).items) >= 5)
+            assert _stop_within(proc, 5.0) == 0
+        assert coord.read_namespaced_lease("kslim-operator", namespace).spec.holder_identity is None
+
+        # a leader whose API server stops answering (the Lease cannot be handed back: it expires)
+        with operator_process(via_relay, namespace, "hung", tmp_path / "hung.log") as (proc, _, metrics):
+            jobs.wait("leader", lambda: _get(f"http://127.0.0.1:{metrics}/metrics")[0] == 200, timeout=60)
+            relay.frozen.set()
+            time.sleep(1.0)
+            assert _stop_within(proc, 5.0) == 0
+    finally:
+        relay.close()
