@@ -1,0 +1,104 @@
+"""The evaluator's faster COCOeval.evaluateImg returns exactly what pycocotools' own returns, on
+detections built to hit every branch of the matching: crowds, ground truths outside an area range,
+score ties, several detections per ground truth, images without detections or without objects."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from kslim_runner.measure.coco_eval import _cocoeval_class, coco_stats
+from pycocotools.coco import COCO
+from pycocotools.cocoeval import COCOeval
+
+
+def _dataset(rng: np.random.Generator, images: int, cats: int) -> tuple[dict, list[dict]]:
+    """A COCO ground truth with crowds and tiny/huge boxes, and detections near and far from it."""
+    gt = {
+        "images": [],
+        "annotations": [],
+        "categories": [{"id": c + 1, "name": f"c{c}"} for c in range(cats)],
+    }
+    dets: list[dict] = []
+    for i in range(images):
+        gt["images"].append({"id": i + 1, "width": 640, "height": 640, "file_name": f"{i}.jpg"})
+        for _ in range(int(rng.integers(0, 6)) if i % 7 else 0):  # every 7th image has no objects
+            w, h = (float(v) for v in rng.choice([8, 24, 64, 150, 400], 2))
+            x, y = (float(v) for v in rng.uniform(0, 200, 2))
+            gt["annotations"].append(
+                {
+                    "id": len(gt["annotations"]) + 1,
+                    "image_id": i + 1,
+                    "category_id": int(rng.integers(1, cats + 1)),
+                    "bbox": [x, y, w, h],
+                    "area": w * h,
+                    "iscrowd": int(rng.random() < 0.1),
+                }
+            )
+            for _ in range(int(rng.integers(0, 4))):  # near-duplicates compete for the same box
+                jitter = rng.normal(0, 0.15 * min(w, h), 4)
+                dets.append(
+                    {
+                        "image_id": i + 1,
+                        "category_id": gt["annotations"][-1]["category_id"],
+                        "bbox": [
+                            x + jitter[0],
+                            y + jitter[1],
+                            max(1.0, w + jitter[2]),
+                            max(1.0, h + jitter[3]),
+                        ],
+                        "score": round(float(rng.choice([0.9, 0.5, rng.random()])), 2),  # ties
+                    }
+                )
+        if i % 5:  # every 5th image has no detections
+            for _ in range(int(rng.integers(0, 30))):
+                x, y, w, h = (float(v) for v in rng.uniform(1, 300, 4))
+                dets.append(
+                    {
+                        "image_id": i + 1,
+                        "category_id": int(rng.integers(1, cats + 1)),
+                        "bbox": [x, y, w, h],
+                        "score": round(float(rng.random()), 3),
+                    }
+                )
+    return gt, dets
+
+
+def _run(cls: type, gt: COCO, dets: list[dict]) -> COCOeval:
+    with contextlib.redirect_stdout(io.StringIO()):
+        ev = cls(gt, gt.loadRes(dets), iouType="bbox")
+        ev.evaluate()
+        ev.accumulate()
+        ev.summarize()
+    return ev
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_fast_evaluate_img_is_identical_to_pycocotools(tmp_path: Path, seed: int) -> None:
+    gt_doc, dets = _dataset(np.random.default_rng(seed), images=60, cats=3)
+    path = tmp_path / "gt.json"
+    path.write_text(json.dumps(gt_doc))
+    with contextlib.redirect_stdout(io.StringIO()):
+        gt = COCO(str(path))
+    ref, fast = _run(COCOeval, gt, dets), _run(_cocoeval_class(), gt, dets)
+    assert len(ref.evalImgs) == len(fast.evalImgs)
+    for a, b in zip(ref.evalImgs, fast.evalImgs, strict=True):
+        assert (a is None) == (b is None)
+        if a is None:
+            continue
+        assert a.keys() == b.keys()
+        for key, va in a.items():
+            vb = b[key]
+            if isinstance(va, np.ndarray):
+                assert va.dtype == vb.dtype and va.shape == vb.shape, key
+                assert np.array_equal(va, vb), key
+            else:
+                assert va == vb, key
+    assert np.array_equal(ref.eval["precision"], fast.eval["precision"])
+    assert np.array_equal(ref.stats, fast.stats)
+    assert 0 < ref.stats[0] < 1  # the data exercises real matches, not only misses
+    assert coco_stats(path, dets) == coco_stats(path, dets, reference=True)
