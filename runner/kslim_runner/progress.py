@@ -56,7 +56,14 @@ class Progress:
     """Reports one stage's progress: JSON lines every `every` steps, plus tqdm when interactive."""
 
     def __init__(
-        self, stage: str, total: int, *, every: int = 1, start: int = 0, stream: TextIO | None = None
+        self,
+        stage: str,
+        total: int,
+        *,
+        every: int = 1,
+        start: int = 0,
+        stream: TextIO | None = None,
+        quiet: bool = False,
     ) -> None:
         self.stage, self.total, self.every = stage, max(int(total), 0), max(int(every), 1)
         self.stream = stream or sys.stdout
@@ -64,7 +71,8 @@ class Progress:
         self._t0 = time.monotonic()
         self._start = start
         self._bar = None
-        if interactive():
+        self.quiet = quiet  # a data-parallel worker other than rank 0: rank 0 reports for all
+        if interactive() and not quiet:
             from tqdm import tqdm
 
             self._bar = tqdm(total=self.total, initial=start, desc=stage, leave=False, dynamic_ncols=True)
@@ -87,6 +95,8 @@ class Progress:
             self.emit(loss=loss, ap=ap)
 
     def emit(self, *, loss: float | None = None, ap: float | None = None) -> None:
+        if self.quiet:
+            return
         line = progress_line(self.stage, self.step, self.total, loss=loss, ap=ap, eta_seconds=self.eta())
         if self._bar is not None:
             self._bar.write(line, file=self.stream)

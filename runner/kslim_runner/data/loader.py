@@ -55,17 +55,28 @@ def check_batch(index: CocoIndex, bad_rows: paddle.Tensor) -> None:
 
 
 class ResumableBatchSampler(paddle.io.Sampler):
-    """Endless shuffled batches (per-epoch permutation seeded by (seed, epoch)), starting at a step."""
+    """Endless shuffled batches (per-epoch permutation seeded by (seed, epoch)), starting at a step.
+
+    In data-parallel training each step takes world * batch_size samples from the one stream and
+    rank r gets the r-th slice, so the ranks see disjoint images and a resume stays exact."""
 
     def __init__(
-        self, n: int, batch_size: int, seed: int, start_step: int = 0, steps: int | None = None
+        self,
+        n: int,
+        batch_size: int,
+        seed: int,
+        start_step: int = 0,
+        steps: int | None = None,
+        rank: int = 0,
+        world: int = 1,
     ) -> None:
         self.n, self.batch_size, self.seed = n, batch_size, seed
         self.start_step, self.steps = start_step, steps
+        self.rank, self.world = rank, world
 
     def _stream(self) -> Iterator[int]:
         per_epoch = self.n
-        first = self.start_step * self.batch_size
+        first = self.start_step * self.batch_size * self.world
         epoch, offset = divmod(first, per_epoch)
         while True:
             perm = np.random.default_rng([self.seed, epoch]).permutation(self.n)
@@ -77,7 +88,8 @@ class ResumableBatchSampler(paddle.io.Sampler):
         stream = self._stream()
         made = 0
         while self.steps is None or made < self.steps:
-            yield [next(stream) for _ in range(self.batch_size)]
+            step = [next(stream) for _ in range(self.batch_size * self.world)]
+            yield step[self.rank * self.batch_size : (self.rank + 1) * self.batch_size]
             made += 1
 
     def __len__(self) -> int:
@@ -100,9 +112,11 @@ def train_loader(
     start_step: int,
     steps: int,
     augment: AugmentConfig | None = None,
+    rank: int = 0,
+    world: int = 1,
 ) -> paddle.io.DataLoader:
     sampler = ResumableBatchSampler(
-        len(index), batch_size, seed, start_step=start_step, steps=steps - start_step
+        len(index), batch_size, seed, start_step=start_step, steps=steps - start_step, rank=rank, world=world
     )
     return paddle.io.DataLoader(
         TrainDataset(index, size, seed, augment or AugmentConfig()),

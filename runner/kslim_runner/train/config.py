@@ -31,6 +31,8 @@ class TrainConfig:
     #: schedule follows the time spent). For benchmarks; jobs use iterations or epochs.
     time_budget_seconds: float | None = None
     augment: AugmentConfig = field(default_factory=AugmentConfig)
+    #: Data-parallel training processes; None: one per visible GPU (train/distributed.py).
+    processes: int | None = 1
 
     def with_overrides(self, **kw: Any) -> TrainConfig:
         return replace(self, **{k: v for k, v in kw.items() if v is not None})
@@ -60,6 +62,7 @@ def train_config_from_spec(spec: Any, n_images: int) -> TrainConfig:
         workers=spec.workers,
         log_every=spec.log_every_iterations,
         checkpoint_every=spec.checkpoint_every_iterations,
+        processes=spec.data_parallel,
     )
 
 

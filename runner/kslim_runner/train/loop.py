@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import paddle
@@ -22,6 +22,34 @@ from kslim_runner.train.optim import build_optimizer
 
 LossFn = Callable[[Detector, Sequence[paddle.Tensor]], paddle.Tensor]
 WARM_STEPS = 5  # steps left out of the step-time figure (loader start-up, first kernels)
+
+
+@dataclass(frozen=True)
+class Rank:
+    """This process's place in data-parallel training: rank 0 of 1 when training alone. Rank 0 reports
+    progress, keeps the EMA and writes checkpoints; every rank loads the checkpoint on resume."""
+
+    rank: int = 0
+    world: int = 1
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+    def mean(self, value: paddle.Tensor) -> float:
+        """The mean over ranks (the same float on every rank, so they all take the same branch)."""
+        if self.world == 1:
+            return float(value)
+        v = value.detach().astype("float32").reshape([1])
+        paddle.distributed.all_reduce(v)
+        return float(v) / self.world
+
+    def min_int(self, value: int) -> int:
+        if self.world == 1:
+            return value
+        v = paddle.to_tensor([value], dtype="int64")
+        paddle.distributed.all_reduce(v, op=paddle.distributed.ReduceOp.MIN)
+        return int(v)
 
 
 @dataclass
@@ -72,11 +100,40 @@ def train_detector(
 ) -> TrainResult:
     """Train `detector` in place for cfg.iterations steps (or cfg.time_budget_seconds), resuming from
     workdir/checkpoint when one of the same length exists. With EMA, the detector ends holding the
-    averaged weights, in eval mode."""
+    averaged weights, in eval mode.
+
+    With cfg.processes > 1 a built-in detector trains data-parallel in that many processes
+    (train/distributed.py); a custom loss (distillation, QAT) trains in this process."""
+    if cfg.processes != 1:
+        from kslim_runner.train import distributed
+
+        n = distributed.resolve_processes(cfg.processes)
+        if n > 1 and distributed.can_spawn(detector, loss_fn):
+            return distributed.train_spawned(detector, index, replace(cfg, processes=n), workdir, stage=stage)
+        if n > 1:
+            print(
+                f"kslim: {stage}: trains in one process (data parallel covers built-in detectors "
+                "trained with the detection loss)",
+                flush=True,
+            )
+    return train_in_process(detector, index, cfg, workdir, stage=stage, loss_fn=loss_fn)
+
+
+def train_in_process(
+    detector: Detector,
+    index: CocoIndex,
+    cfg: TrainConfig,
+    workdir: Path,
+    *,
+    stage: str,
+    loss_fn: LossFn = default_loss,
+    rank: Rank | None = None,
+) -> TrainResult:
+    """The loop itself, in this process; `rank` is set in each data-parallel worker."""
     # The optimizer names its accumulators (conv2d_0.w_0_moment1_0, ...) from a global counter; a
     # fresh scope makes them the same in every run, so a checkpoint's optimizer state loads back.
     with paddle.utils.unique_name.guard():
-        return _train(detector, index, cfg, workdir, stage=stage, loss_fn=loss_fn)
+        return _train(detector, index, cfg, workdir, stage=stage, loss_fn=loss_fn, rank=rank or Rank())
 
 
 def _train(
@@ -87,19 +144,24 @@ def _train(
     *,
     stage: str,
     loss_fn: LossFn,
+    rank: Rank,
 ) -> TrainResult:
     ckpt_dir = Path(workdir) / "checkpoint"
     paddle.seed(cfg.seed)
     opt = build_optimizer(detector, cfg)
-    ema = ModelEMA(detector, cfg.ema_decay) if cfg.ema else None
+    ema = ModelEMA(detector, cfg.ema_decay) if cfg.ema and rank.main else None
     start = 0
     ckpt = load_checkpoint(ckpt_dir)
     if ckpt is not None and ckpt.meta.get("iterations") == cfg.iterations:
         _restore(detector, opt, ema, ckpt)
         start = min(ckpt.step, cfg.iterations)
-        print(f"kslim: {stage}: resuming from the checkpoint at step {start} of {cfg.iterations}", flush=True)
+        if rank.main:
+            print(
+                f"kslim: {stage}: resuming from the checkpoint at step {start} of {cfg.iterations}",
+                flush=True,
+            )
     detector.train()
-    progress = Progress(stage, cfg.iterations, every=cfg.log_every, start=start)
+    progress = Progress(stage, cfg.iterations, every=cfg.log_every, start=start, quiet=not rank.main)
     loss_val: float | None = None
     t0 = time.monotonic()
     t_steady: float | None = None
@@ -115,6 +177,8 @@ def _train(
             start_step=start,
             steps=cfg.iterations,
             augment=cfg.augment,
+            rank=rank.rank,
+            world=rank.world,
         )
         for batch in loader:
             check_batch(index, batch[3])
@@ -132,15 +196,16 @@ def _train(
                 # the schedule's length follows the budget: the steps that fit at the current pace
                 pace = (time.monotonic() - t_steady) / (step - steady_from)
                 left = cfg.time_budget_seconds - (time.monotonic() - t0)
-                total = max(step, min(cfg.iterations, step + int(left / pace)))
+                # ranks must agree on the length, or one would wait for the others forever
+                total = rank.min_int(max(step, min(cfg.iterations, step + int(left / pace))))
                 progress.total = total
             if step % cfg.log_every == 0 or step >= total or step % cfg.checkpoint_every == 0:
-                loss_val = float(loss)
+                loss_val = rank.mean(loss)
                 _check_finite(loss_val, stage, step, cfg)
             progress.update(step, loss=loss_val)
             if step >= total:
                 break
-            if step % cfg.checkpoint_every == 0:
+            if step % cfg.checkpoint_every == 0 and rank.main:
                 save_checkpoint(
                     ckpt_dir,
                     Checkpoint(
@@ -165,5 +230,5 @@ def _train(
         final_loss=loss_val,
         seconds=round(seconds, 3),
         step_seconds=None if step_s is None else round(step_s, 4),
-        images_per_second=None if step_s is None else round(cfg.batch_size / step_s, 2),
+        images_per_second=None if step_s is None else round(cfg.batch_size * rank.world / step_s, 2),
     )

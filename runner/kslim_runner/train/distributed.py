@@ -1,0 +1,194 @@
+"""Data-parallel training in several processes with paddle.distributed: NCCL across the visible GPUs,
+gloo across CPU cores (paddle 2.6's CPU convolutions use about one core each, so processes, not
+threads, are what make a multi-core CPU train faster).
+
+The job's process stays the parent: it saves the detector's weights, spawns the workers, and loads
+the weights rank 0 wrote at the end. Each worker rebuilds the detector from its config, so this
+covers built-in detectors trained with their own loss (the baseline, a distillation teacher); a
+model changed in place (pruned, quantized) or a custom loss trains in the parent's process.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pickle
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import paddle
+
+from kslim_runner.atomic import write_with
+from kslim_runner.data.coco import CocoIndex
+from kslim_runner.errors import UserError
+from kslim_runner.models.base import Detector, DetectorConfig
+from kslim_runner.train.config import TrainConfig
+
+JOB, INIT, FINAL = "dp-job.pickle", "dp-init.pdparams", "dp-final.pdparams"
+RESULT, ERROR = "dp-result.json", "dp-error.json"
+
+
+def gpu_count() -> int:
+    if not paddle.device.is_compiled_with_cuda():
+        return 0
+    try:
+        return int(paddle.device.cuda.device_count())
+    except Exception:  # a broken driver shows as no GPU; device.py reports it
+        return 0
+
+
+def resolve_processes(requested: int | None) -> int:
+    """The job's train.dataParallel, or by default one process per visible GPU (1 on CPU)."""
+    if requested is not None:
+        return requested
+    return max(1, gpu_count())
+
+
+def can_spawn(detector: Detector, loss_fn: Any) -> bool:
+    """The detection loss on a detector a worker can rebuild from its config: same parameter names
+    and shapes (not pruned, not wrapped for quantization)."""
+    from kslim_runner.models.registry import build_detector
+    from kslim_runner.train.loop import default_loss
+
+    if loss_fn is not default_loss or not isinstance(getattr(detector, "config", None), DetectorConfig):
+        return False
+    fresh = build_detector(detector.config).state_dict()
+    mine = detector.state_dict()
+    return fresh.keys() == mine.keys() and all(fresh[k].shape == mine[k].shape for k in mine)
+
+
+def train_spawned(
+    detector: Detector, index: CocoIndex, cfg: TrainConfig, workdir: Path, *, stage: str
+) -> Any:
+    """Train `detector` in cfg.processes processes; it ends holding rank 0's final weights (the EMA
+    when enabled), in eval mode. Returns rank 0's TrainResult."""
+    from kslim_runner.train.loop import TrainResult
+
+    workdir = Path(workdir)
+    workdir.mkdir(parents=True, exist_ok=True)
+    for name in (FINAL, RESULT, ERROR):
+        (workdir / name).unlink(missing_ok=True)
+    write_with(workdir / INIT, lambda tmp: paddle.save(detector.state_dict(), str(tmp)))
+    gpus = gpu_count()
+    backend = "nccl" if gpus > 0 else "gloo"
+    if gpus and cfg.processes > gpus:
+        raise UserError(
+            f"train.dataParallel is {cfg.processes} but {gpus} GPU(s) are visible; request "
+            f"{cfg.processes} GPUs (spec.resources.gpus) or lower train.dataParallel"
+        )
+    print(f"kslim: {stage}: data parallel over {cfg.processes} processes ({backend})", flush=True)
+    job = workdir / JOB
+    write_with(job, lambda tmp: tmp.write_bytes(pickle.dumps((detector.config.to_dict(), index, cfg, stage))))
+    codes = _run_workers(job, cfg.processes, backend)
+    error = workdir / ERROR
+    if error.is_file():  # a worker's user error (e.g. the loss diverged): the same exit as in-process
+        e = json.loads(error.read_text())
+        raise UserError(e["message"], reason=e.get("reason"))
+    if any(codes) or not (workdir / FINAL).is_file():
+        raise RuntimeError(f"{stage}: a data-parallel training process failed (exit codes {codes})")
+    detector.set_state_dict(paddle.load(str(workdir / FINAL)))
+    detector.eval()
+    result = TrainResult(**json.loads((workdir / RESULT).read_text()))
+    for name in (INIT, FINAL, RESULT, JOB):
+        (workdir / name).unlink(missing_ok=True)
+    return result
+
+
+def _free_ports(n: int) -> list[int]:
+    socks = [socket.socket() for _ in range(n)]
+    try:
+        for s in socks:
+            s.bind(("127.0.0.1", 0))
+        return [s.getsockname()[1] for s in socks]
+    finally:
+        for s in socks:
+            s.close()
+
+
+def _run_workers(job: Path, n: int, backend: str) -> list[int]:
+    """Start n workers (`python -m kslim_runner.train.distributed JOB`) with the environment
+    paddle.distributed.init_parallel_env reads; wait for all, stopping the rest when one fails.
+    Our own processes, not paddle.distributed.spawn: spawn re-imports the caller's __main__."""
+    endpoints = [f"127.0.0.1:{p}" for p in _free_ports(n)]
+    procs = []
+    for rank in range(n):
+        env = dict(os.environ)
+        env.update(
+            PADDLE_TRAINER_ID=str(rank),
+            PADDLE_TRAINERS_NUM=str(n),
+            PADDLE_TRAINER_ENDPOINTS=",".join(endpoints),
+            PADDLE_CURRENT_ENDPOINT=endpoints[rank],
+            PADDLE_DISTRI_BACKEND=backend,
+            GLOG_minloglevel=env.get("GLOG_minloglevel", "2"),  # paddle's per-connection INFO lines
+        )
+        if backend == "nccl":
+            env["FLAGS_selected_gpus"] = str(rank)
+        procs.append(
+            subprocess.Popen([sys.executable, "-m", "kslim_runner.train.distributed", str(job)], env=env)
+        )
+    codes: list[int | None] = [None] * n
+    try:
+        while None in codes:
+            for i, proc in enumerate(procs):
+                if codes[i] is None:
+                    codes[i] = proc.poll()
+            if any(c not in (None, 0) for c in codes):  # the others would wait for it forever
+                for proc in procs:
+                    if proc.poll() is None:
+                        proc.kill()
+            time.sleep(0.2)
+    finally:
+        for proc in procs:
+            if proc.poll() is None:
+                proc.kill()
+            proc.wait()
+    return [proc.returncode for proc in procs]
+
+
+def _die_with_parent() -> None:
+    """A worker must not outlive the job's process (a killed run is resumed, not duplicated)."""
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        pr_set_pdeathsig = 1
+        ctypes.CDLL(None).prctl(pr_set_pdeathsig, signal.SIGKILL)
+
+
+def _worker(job: Path) -> None:
+    _die_with_parent()
+    config, index, cfg, stage = pickle.loads(job.read_bytes())
+    from kslim_runner.device import cpu_threads, use_cpu_threads
+    from kslim_runner.models.registry import build_detector
+    from kslim_runner.train.loop import Rank, train_in_process
+
+    paddle.distributed.init_parallel_env()
+    rank = Rank(paddle.distributed.get_rank(), paddle.distributed.get_world_size())
+    if gpu_count() == 0:
+        use_cpu_threads(max(1, cpu_threads() // rank.world))
+    work = job.parent
+    det = build_detector(DetectorConfig.from_dict(config))
+    det.set_state_dict(paddle.load(str(work / INIT)))
+    model = paddle.DataParallel(det)
+
+    def loss(d: Detector, batch: Any) -> paddle.Tensor:
+        # through the DataParallel wrapper, so backward all-reduces the gradients
+        return d.loss(model(batch[0]), batch[1], batch[2])
+
+    try:
+        result = train_in_process(det, index, cfg, work, stage=stage, loss_fn=loss, rank=rank)
+    except UserError as exc:  # e.g. an image of this rank's share does not decode
+        error = {"message": exc.summary, "reason": exc.reason}
+        write_with(work / ERROR, lambda tmp: tmp.write_text(json.dumps(error)))
+        sys.exit(exc.exit_code)
+    if rank.main:
+        write_with(work / FINAL, lambda tmp: paddle.save(det.state_dict(), str(tmp)))
+        write_with(work / RESULT, lambda tmp: tmp.write_text(json.dumps(result.to_dict())))
+
+
+if __name__ == "__main__":  # a worker: python -m kslim_runner.train.distributed JOB
+    _worker(Path(sys.argv[1]))

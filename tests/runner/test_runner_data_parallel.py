@@ -1,0 +1,98 @@
+"""Data-parallel training (train/distributed.py): gloo across CPU processes here, NCCL on GPUs."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import paddle
+import pytest
+from kslim_runner.data.coco import load_coco
+from kslim_runner.data.loader import ResumableBatchSampler
+from kslim_runner.errors import UserError
+from kslim_runner.models import DetectorConfig, build_detector
+from kslim_runner.train import distributed
+from kslim_runner.train.checkpoint import load_checkpoint
+from kslim_runner.train.config import TrainConfig, train_config_from_spec
+from kslim_runner.train.loop import default_loss, train_detector
+
+TINY = DetectorConfig("yolov3_mobilenet_v1", 3, 64, 0.25)
+
+
+def _cfg(**kw: object) -> TrainConfig:
+    base = dict(iterations=6, batch_size=2, workers=0, log_every=2, checkpoint_every=2, warmup_iterations=1)
+    return TrainConfig(**{**base, **kw})  # type: ignore[arg-type]
+
+
+def test_ranks_split_each_global_batch_and_resume_exactly() -> None:
+    full = list(ResumableBatchSampler(10, 3, seed=5, steps=8))  # one process, batch 3
+    for start in (0, 2):
+        ranks = [
+            list(ResumableBatchSampler(10, 3, seed=5, start_step=start, steps=2, rank=r, world=2))
+            for r in (0, 1)
+        ]
+        stream = [k for batch in full for k in batch]
+        for step in range(2):
+            both = ranks[0][step] + ranks[1][step]
+            g = (start + step) * 6
+            assert both == stream[g : g + 6]  # disjoint shares of one stream, in rank order
+
+
+def test_the_job_setting_reaches_the_training_config() -> None:
+    from kslim_api.v1alpha1 import TrainSpec
+
+    assert train_config_from_spec(TrainSpec(dataParallel=2), 10).processes == 2
+    assert train_config_from_spec(TrainSpec(), 10).processes is None  # auto: one per GPU
+    assert distributed.resolve_processes(None) == max(1, distributed.gpu_count())
+    assert distributed.resolve_processes(3) == 3
+
+
+def test_only_a_rebuildable_detector_with_the_detection_loss_spawns() -> None:
+    det = build_detector(TINY)
+    assert distributed.can_spawn(det, default_loss)
+    assert not distributed.can_spawn(det, lambda d, b: default_loss(d, b))
+    pruned = build_detector(TINY)
+    pruned.heads[0] = paddle.nn.Conv2D(8, 24, 1)  # a different shape: what a pruner leaves
+    assert not distributed.can_spawn(pruned, default_loss)
+
+
+def test_two_cpu_processes_train_checkpoint_and_resume(
+    tiny_data: Path, tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    index = load_coco(tiny_data / "train" / "annotations.json", tiny_data / "train" / "images", 3)
+    paddle.seed(0)
+    det = build_detector(TINY)
+    before = {k: v.numpy().copy() for k, v in det.state_dict().items()}
+    first = train_detector(det, index, _cfg(processes=2), tmp_path, stage="baseline")
+    assert first.steps_run == 6 and np.isfinite(first.final_loss)
+    assert not det.training  # ends in eval mode holding rank 0's (EMA) weights
+    changed = [k for k, v in det.state_dict().items() if not np.allclose(v.numpy(), before[k])]
+    assert len(changed) > len(before) // 2
+    lines = [json.loads(x) for x in capfd.readouterr().out.splitlines() if x.startswith('{"kslim"')]
+    assert [x["step"] for x in lines] == [2, 4, 6]  # rank 0 alone reports
+    ckpt = load_checkpoint(tmp_path / "checkpoint")
+    assert ckpt is not None and ckpt.step == 4
+    assert not list(tmp_path.glob("dp-*"))  # the hand-over files are gone
+
+    again = train_detector(build_detector(TINY), index, _cfg(processes=2), tmp_path, stage="baseline")
+    assert again.start_step == 4 and again.steps_run == 2
+
+
+def test_a_worker_user_error_ends_the_run_as_a_user_error(tiny_data: Path, tmp_path: Path) -> None:
+    index = load_coco(tiny_data / "train" / "annotations.json", tiny_data / "train" / "images", 3)
+    bad = tmp_path / "bad.jpg"
+    bad.write_bytes(b"not a jpeg")
+    index.files = [bad] * len(index.files)
+    with pytest.raises(UserError) as e:
+        train_detector(build_detector(TINY), index, _cfg(processes=2), tmp_path / "w", stage="baseline")
+    assert str(bad) in e.value.summary
+
+
+@pytest.mark.gpu
+def test_nccl_across_gpus(tiny_data: Path, tmp_path: Path) -> None:
+    if distributed.gpu_count() < 2:
+        pytest.skip("needs two GPUs")
+    index = load_coco(tiny_data / "train" / "annotations.json", tiny_data / "train" / "images", 3)
+    result = train_detector(build_detector(TINY), index, _cfg(processes=None), tmp_path, stage="baseline")
+    assert result.steps_run == 6 and np.isfinite(result.final_loss)
