@@ -102,3 +102,22 @@ def test_fast_evaluate_img_is_identical_to_pycocotools(tmp_path: Path, seed: int
     assert np.array_equal(ref.stats, fast.stats)
     assert 0 < ref.stats[0] < 1  # the data exercises real matches, not only misses
     assert coco_stats(path, dets) == coco_stats(path, dets, reference=True)
+
+
+def test_compare_latency_times_models_side_by_side(tmp_path: Path) -> None:
+    import paddle
+    from kslim_runner.measure.latency import compare_latency, measure_latency
+    from kslim_runner.measure.predictor import PredictorOptions
+    from kslim_runner.models import DetectorConfig, build_detector
+    from kslim_runner.models.export import export_detector
+
+    paddle.seed(0)
+    out = export_detector(
+        build_detector(DetectorConfig("yolov3_mobilenet_v1", 3, 64, 0.25)), tmp_path / "m", ["a", "b", "c"]
+    )
+    opts = [PredictorOptions(threads=1), PredictorOptions(threads=2)]
+    lats = compare_latency([(out, o) for o in opts], iterations=7, per_round=3, warmup=1)
+    assert [(lat.runs, lat.threads, lat.batchSize) for lat in lats] == [(7, 1, 1), (7, 2, 1)]
+    assert all(0 < lat.p50 <= lat.p90 for lat in lats)
+    one = measure_latency(out, opts=opts[0], batch_size=2, warmup=1, iterations=3)
+    assert one.runs == 3 and one.batchSize == 2 and one.precision == "fp32"

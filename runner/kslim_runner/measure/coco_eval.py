@@ -35,6 +35,7 @@ class EvalResult:
     seconds: float
     setupSeconds: float
     imagesPerSecond: float
+    cocoSeconds: float = 0.0  # of `seconds`, pycocotools' share (the rest: decoding and inference)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -76,23 +77,26 @@ def predict(
     dets: list[dict] = []
     progress = Progress(stage, len(index), every=max(1, len(index) // 10))
     done = 0
+    n_cats = len(index.category_ids)
     for rows, (image, im_shape, scale) in _batches(index, pre, batch_size, workers=max(1, opts.threads)):
         boxes, nums = run_detector(predictor, image, im_shape, scale)
-        start = 0
-        for row, n in zip(rows, nums.tolist(), strict=True):
-            for cls, score, x1, y1, x2, y2 in boxes[start : start + n].tolist():
-                c = int(cls)
-                if c < 0 or c >= len(index.category_ids) or score < score_threshold:
-                    continue
-                dets.append(
-                    {
-                        "image_id": index.image_ids[row],
-                        "category_id": index.category_ids[c],
-                        "bbox": [round(x1, 2), round(y1, 2), round(x2 - x1, 2), round(y2 - y1, 2)],
-                        "score": round(score, 5),
-                    }
-                )
-            start += n
+        # Filtered in numpy (float64, so the threshold compares as on Python floats), then rounded
+        # with Python's round: the same detections and digits as a per-box Python loop, faster.
+        b = boxes.astype(np.float64)
+        owner = np.repeat(np.asarray(rows), nums)
+        cls = b[:, 0].astype(np.int64)  # truncation, as int()
+        keep = (cls >= 0) & (cls < n_cats) & (b[:, 1] >= score_threshold)
+        for row, c, (score, x1, y1, x2, y2) in zip(
+            owner[keep].tolist(), cls[keep].tolist(), b[keep, 1:].tolist(), strict=True
+        ):
+            dets.append(
+                {
+                    "image_id": index.image_ids[row],
+                    "category_id": index.category_ids[c],
+                    "bbox": [round(x1, 2), round(y1, 2), round(x2 - x1, 2), round(y2 - y1, 2)],
+                    "score": round(score, 5),
+                }
+            )
         done += len(rows)
         progress.update(done)
     progress.close()
@@ -254,6 +258,7 @@ def evaluate_model(
         score_threshold=score_threshold,
         predictor=predictor,
     )
+    t1 = time.monotonic()
     stats = coco_stats(index.annotations, dets)
     seconds = time.monotonic() - t0
     return EvalResult(
@@ -268,4 +273,5 @@ def evaluate_model(
         seconds=round(seconds, 3),
         setupSeconds=round(t0 - t_setup, 3),
         imagesPerSecond=round(len(index) / seconds, 2) if seconds > 0 else 0.0,
+        cocoSeconds=round(t0 + seconds - t1, 3),
     )

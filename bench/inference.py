@@ -1,0 +1,283 @@
+"""Inference-side benchmark: evaluation throughput (exported model through Paddle Inference, COCO
+AP by pycocotools) and int8 vs fp32 latency (oneDNN, batch 1), each measured side by side so that
+a shared machine's load weighs on both sides of every ratio alike.
+
+    python bench/inference.py [--work .kslim/bench/compression/budget0.25-n2000-200-s0]
+
+Uses the models and data of a `bench/compression.py` run (its baseline, and whichever of its QAT,
+PACT QAT and PTQ rows exist; run `python bench/compression.py --budget 0.25 --only qat,qat_pact,ptq`
+first). Also exports the same baseline weights at a larger input (--larger, default 320 px) and
+quantizes it with PTQ, to show how the int8 speed-up grows with the work per call. Prints the
+tables and writes bench/results/inference.json with the load average before and after.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import io
+import json
+import os
+import platform
+import re
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import kslim_runner  # noqa: F401  (zlib before paddle)
+
+HERE = Path(__file__).resolve().parent
+INT8_ROWS = {"qat": "qat/out/models/step1-qat", "qat_pact": "qat_pact/out/models/step1-qat"}
+INT8_ROWS["ptq"] = "ptq/out/models/step1-ptq"
+
+
+def load() -> list[float]:
+    return [round(x, 2) for x in os.getloadavg()]
+
+
+def eval_rows(work: Path, reps: int, batch: int, threads: int) -> list[dict[str, Any]]:
+    """The runner's evaluation (evaluate_model) of the baseline, repeated; and, alternating with it,
+    the same detections scored by stock pycocotools (the evaluator before this benchmark)."""
+    from kslim_runner.data.coco import load_coco
+    from kslim_runner.measure.coco_eval import coco_stats, evaluate_model, predict
+    from kslim_runner.measure.predictor import PredictorOptions, create_predictor
+    from kslim_runner.measure.program import model_files
+
+    model = work / "baseline/out/models/baseline"
+    val = load_coco(work / "data/val/annotations.json", work / "data/val/images", 3)
+    opts = PredictorOptions(threads=threads)
+    predictor = create_predictor(model_files(model), opts)
+    runs: dict[str, list[dict[str, float]]] = {"runner": [], "stock": []}
+    with contextlib.redirect_stdout(io.StringIO()):
+        for _ in range(reps):
+            r = evaluate_model(model, val, batch_size=batch, opts=opts)
+            runs["runner"].append(
+                {"seconds": r.seconds, "coco": r.cocoSeconds, "ap": r.ap, "detections": r.detections}
+            )
+            t0 = time.monotonic()
+            dets = predict(model, val, batch_size=batch, opts=opts, predictor=predictor, score_threshold=0.01)
+            t1 = time.monotonic()
+            stats = coco_stats(val.annotations, dets, reference=True)
+            t2 = time.monotonic()
+            runs["stock"].append(
+                {"seconds": t2 - t0, "coco": t2 - t1, "ap": stats["ap"], "detections": len(dets)}
+            )
+    rows = []
+    for name, rs in runs.items():
+        best = min(rs, key=lambda r: r["seconds"])
+        med = sorted(rs, key=lambda r: r["seconds"])[len(rs) // 2]
+        rows.append(
+            {
+                "evaluator": "runner (fast evaluateImg)" if name == "runner" else "stock pycocotools",
+                "images": len(val),
+                "detections": best["detections"],
+                "batchSize": batch,
+                "threads": threads,
+                "ap": best["ap"],
+                "imagesPerSecondMedian": round(len(val) / med["seconds"], 1),
+                "imagesPerSecondBest": round(len(val) / best["seconds"], 1),
+                "cocoSecondsMedian": round(med["coco"], 3),
+                "inferenceSecondsMedian": round(med["seconds"] - med["coco"], 3),
+            }
+        )
+    return rows
+
+
+def kernel_ms(model: Path, precision: str, threads: int, runs: int = 30) -> float | None:
+    """oneDNN primitive time per call (ONEDNN_VERBOSE, in a child process): what the convolutions
+    themselves cost, without Paddle's per-operator overhead and the fp32 postprocess."""
+    env = {**os.environ, "ONEDNN_VERBOSE": "1"}
+    cmd = [sys.executable, __file__, "--child-kernels", str(model), precision, str(threads), str(runs)]
+    out = subprocess.run(cmd, env=env, capture_output=True, text=True, check=False).stdout
+    if "=====MARK" not in out:
+        return None
+    total = 0.0
+    for line in out.split("=====MARK", 1)[1].splitlines():
+        if line.startswith("onednn_verbose") and ",exec," in line:
+            with contextlib.suppress(ValueError):
+                total += float(line.rsplit(",", 1)[1])
+    return round(total / runs, 3)
+
+
+def child_kernels(model: str, precision: str, threads: int, runs: int) -> None:
+    from kslim_runner.measure.latency import _inputs
+    from kslim_runner.measure.predictor import PredictorOptions, create_predictor, run_detector
+    from kslim_runner.measure.program import model_files
+
+    opts = PredictorOptions(precision=precision, threads=threads)
+    predictor = create_predictor(model_files(Path(model)), opts)
+    inputs = _inputs(Path(model), 1, None)
+    for _ in range(10):
+        run_detector(predictor, *inputs)
+    print("=====MARK", flush=True)
+    for _ in range(runs):
+        run_detector(predictor, *inputs)
+    sys.stdout.flush()
+
+
+def larger_models(work: Path, size: int) -> dict[str, Path]:
+    """The baseline's weights exported at `size` px, and a PTQ (hist) of that export."""
+    import paddle
+    from kslim_runner.data.coco import load_coco
+    from kslim_runner.measure.preprocess import load_preprocess
+    from kslim_runner.measure.program import model_files
+    from kslim_runner.methods.calibration import calibration_loader, feed_vars
+    from kslim_runner.models import DetectorConfig, build_detector
+    from kslim_runner.models.export import export_detector
+    from paddleslim.quant import quant_post_static
+
+    folder = work / f"inference-{size}"
+    fp32, ptq = folder / "fp32", folder / "ptq"
+    if (ptq / "model.pdmodel").is_file():
+        return {"fp32": fp32, "ptq": ptq}
+    state = json.loads((work / "baseline/out/state.json").read_text())
+    kslim = json.loads(json.dumps(state["rows"][0]["model"]))
+    det = build_detector(DetectorConfig("yolov3_mobilenet_v1", 3, size, float(kslim.get("width", 0.5))))
+    det.set_state_dict(paddle.load(str(work / "baseline/out" / kslim["weights"])))
+    export_detector(det, fp32, ["circle", "square", "triangle"])
+    files = model_files(fp32)
+    train = load_coco(work / "data/train/annotations.json", work / "data/train/images", 3)
+    feeds, pre = feed_vars(files), load_preprocess(fp32)  # before static mode: they toggle it
+    scope = paddle.static.Scope()
+    paddle.enable_static()
+    try:
+        with paddle.static.scope_guard(scope):
+            quant_post_static(
+                executor=paddle.static.Executor(paddle.CPUPlace()),
+                model_dir=str(fp32),
+                quantize_model_path=str(ptq),
+                data_loader=calibration_loader(feeds, pre, train, 8, 10, 0),
+                model_filename=files.model.name,
+                params_filename=files.params.name,
+                batch_size=8,
+                batch_nums=10,
+                scope=scope,
+                algo="hist",
+                onnx_format=True,
+            )
+    finally:
+        paddle.disable_static()
+    shutil.copy(fp32 / "infer_cfg.yml", ptq / "infer_cfg.yml")
+    return {"fp32": fp32, "ptq": ptq}
+
+
+def latency_rows(
+    models: dict[str, Path], size: int, threads: int, iterations: int, kernels: bool
+) -> list[dict[str, Any]]:
+    """fp32 (first entry) and each int8 model, timed in alternating rounds at batch 1."""
+    from kslim_runner.measure.latency import compare_latency
+    from kslim_runner.measure.predictor import PredictorOptions
+
+    names = list(models)
+    precs = ["fp32"] + ["int8"] * (len(names) - 1)
+    specs = [
+        (models[n], PredictorOptions(precision=p, threads=threads)) for n, p in zip(names, precs, strict=True)
+    ]
+    before = load()
+    lats = compare_latency(specs, batch_size=1, iterations=iterations, warmup=20)
+    rows = []
+    for name, prec, lat in zip(names, precs, lats, strict=True):
+        k = kernel_ms(models[name], prec, threads) if kernels else None
+        rows.append(
+            {
+                "model": name,
+                "inputSize": size,
+                "precision": prec,
+                "threads": threads,
+                "p50": lat.p50,
+                "p90": lat.p90,
+                "speedup": round(lats[0].p50 / lat.p50, 2),
+                "kernelMs": k,
+                "load": before,
+            }
+        )
+    if kernels and rows[0]["kernelMs"]:
+        for r in rows:
+            if r["kernelMs"]:
+                r["kernelSpeedup"] = round(rows[0]["kernelMs"] / r["kernelMs"], 2)
+    return rows
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--work", default=".kslim/bench/compression/budget0.25-n2000-200-s0")
+    ap.add_argument("--eval-reps", type=int, default=3)
+    ap.add_argument("--eval-batch", type=int, default=8)
+    ap.add_argument("--threads", default="1,2", help="comma-separated thread counts for the latency table")
+    ap.add_argument("--iterations", type=int, default=200, help="timed calls per model and thread count")
+    ap.add_argument("--larger", type=int, default=320, help="also time the baseline at this size (0: skip)")
+    ap.add_argument("--no-kernels", action="store_true", help="skip the ONEDNN_VERBOSE kernel timings")
+    ap.add_argument("--results", default=str(HERE / "results" / "inference.json"))
+    ap.add_argument("--child-kernels", nargs=4, help=argparse.SUPPRESS)
+    args = ap.parse_args(argv)
+    if args.child_kernels:
+        m, p, t, n = args.child_kernels
+        child_kernels(m, p, int(t), int(n))
+        return 0
+    work = Path(args.work).absolute()
+    if not (work / "baseline/out/models/baseline/model.pdmodel").is_file():
+        raise SystemExit(f"{work}: no baseline model; run bench/compression.py --budget 0.25 first")
+    t0, load0 = time.monotonic(), load()
+    threads = [int(t) for t in args.threads.split(",")]
+    evals = eval_rows(work, args.eval_reps, args.eval_batch, 2)
+    small = {"baseline": work / "baseline/out/models/baseline"}
+    small |= {k: work / v for k, v in INT8_ROWS.items() if (work / v / "model.pdmodel").is_file()}
+    lat = [r for t in threads for r in latency_rows(small, 160, t, args.iterations, not args.no_kernels)]
+    if args.larger:
+        big = larger_models(work, args.larger)
+        lat += [
+            r
+            for t in threads
+            for r in latency_rows(big, args.larger, t, args.iterations, not args.no_kernels)
+        ]
+    import paddle
+
+    doc = {
+        "commit": subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], cwd=HERE, capture_output=True, text=True, check=False
+        ).stdout.strip(),
+        "date": time.strftime("%Y-%m-%d %H:%M"),
+        "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "paddle": paddle.__version__},
+        "loadBefore": load0,
+        "loadAfter": load(),
+        "seconds": round(time.monotonic() - t0, 1),
+        "evaluation": evals,
+        "latency": lat,
+    }
+    path = Path(args.results)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(doc, indent=2) + "\n")
+    print(f"load average {load0} -> {doc['loadAfter']} (1, 5, 15 min; {os.cpu_count()} cpus)\n")
+    print(
+        "| Evaluator | Images | Detections | Batch | Threads | Box AP | images/s median (best) "
+        "| pycocotools s | inference s |"
+    )
+    print("| :-- | --: | --: | --: | --: | --: | --: | --: | --: |")
+    for r in evals:
+        print(
+            f"| {r['evaluator']} | {r['images']} | {r['detections']} | {r['batchSize']} | {r['threads']} "
+            f"| {r['ap'] * 100:.2f} | {r['imagesPerSecondMedian']} ({r['imagesPerSecondBest']}) "
+            f"| {r['cocoSecondsMedian']} | {r['inferenceSecondsMedian']} |"
+        )
+    print()
+    print(
+        "| Model | Input | Precision | Threads | p50 ms | p90 ms | vs fp32 | oneDNN kernels ms "
+        "| kernels vs fp32 | load |"
+    )
+    print("| :-- | --: | :-- | --: | --: | --: | --: | --: | --: | :-- |")
+    for r in lat:
+        ks = r.get("kernelSpeedup")
+        print(
+            f"| {r['model']} | {r['inputSize']} | {r['precision']} | {r['threads']} | {r['p50']:.2f} "
+            f"| {r['p90']:.2f} | {r['speedup']:.2f}x | {r['kernelMs'] if r['kernelMs'] is not None else '-'} "
+            f"| {'-' if ks is None else f'{ks:.2f}x'} | {r['load'][0]} |"
+        )
+    print(f"\n{re.sub(r'^.*/bench', 'bench', str(path))} written in {doc['seconds']:.0f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
