@@ -805,6 +805,15 @@ TENSORRT_GPU = Rule(
     field_path=".benchmark.tensorrt",
     check=lambda m: not m.benchmark.tensorrt or (m.benchmark.device != "cpu" and m.resources.gpus > 0),
 )
+DATA_PARALLEL_GPUS = Rule(
+    rule="!has(self.train) || !has(self.train.dataParallel) || !has(self.resources) || "
+    "!has(self.resources.gpus) || self.resources.gpus == 0 || self.train.dataParallel <= self.resources.gpus",
+    message="train.dataParallel runs one process per GPU: it must not exceed resources.gpus",
+    field_path=".train.dataParallel",
+    check=lambda m: (
+        m.train.data_parallel is None or m.resources.gpus == 0 or m.train.data_parallel <= m.resources.gpus
+    ),
+)
 
 
 class CompressionJobSpec(Spec):
@@ -849,6 +858,7 @@ class CompressionJobSpec(Spec):
         SYNTHETIC_CLASSES,
         BENCHMARK_GPU,
         TENSORRT_GPU,
+        DATA_PARALLEL_GPUS,
     )
 
     @field_validator("slim_config")

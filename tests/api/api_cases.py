@@ -278,6 +278,11 @@ BAD_SPECS: list[BadSpec] = [
     ),
     BadSpec("gpu-benchmark-without-gpu", sets(spec__benchmark__device="gpu"), "spec.benchmark.device"),
     BadSpec("tensorrt-on-cpu", sets(spec__benchmark__tensorrt=True), "spec.benchmark.tensorrt"),
+    BadSpec(
+        "more-processes-than-gpus",
+        sets(spec__resources__gpus=2, spec__train__dataParallel=4),
+        "spec.train.dataParallel",
+    ),
     BadSpec("name-too-long", sets(metadata__name="x" * 64), "metadata.name"),
 ]
 
@@ -326,6 +331,8 @@ GOOD_SPECS: list[GoodSpec] = [
         ),
     ),
     GoodSpec("per-parameter-ratios", sets(spec__strategy=[{"prune": {"ratios": {"conv2d_27.w_0": ".25"}}}])),
+    GoodSpec("cpu-data-parallel", sets(spec__resources__gpus=0, spec__train__dataParallel=2)),
+    GoodSpec("one-process-per-gpu", sets(spec__resources__gpus=4, spec__train__dataParallel=4)),
     GoodSpec(
         "gpu-with-tensorrt",
         sets(spec__resources__gpus=1, spec__benchmark={"device": "auto", "tensorrt": True}),
