@@ -208,6 +208,8 @@ def exit_now(code: int) -> None:
     for stream in (sys.stdout, sys.stderr):
         with contextlib.suppress(Exception):
             stream.flush()
+    if sys.getprofile() is not None:
+        sys.exit(code)  # under `python -m cProfile` (bench/operator.py --profile): let it write its stats
     os._exit(code)
 
 
