@@ -41,10 +41,16 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--val-images", type=int, default=200)
     ap.add_argument("--size", type=int, default=160)
     ap.add_argument("--width", type=float, default=0.5)
-    ap.add_argument("--batch-size", type=int, default=8)
+    ap.add_argument("--batch-size", type=int, default=4, help="images per step per process")
     ap.add_argument("--lr", type=float, default=0.003)
     ap.add_argument("--warmup", type=int, default=30)
-    ap.add_argument("--workers", type=int, default=1)
+    ap.add_argument("--workers", type=int, default=1, help="data-loader workers per training process")
+    ap.add_argument(
+        "--processes",
+        type=int,
+        default=0,
+        help="data-parallel training processes (default: one per CPU core; batch size is per process)",
+    )
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument(
         "--augment",
@@ -70,6 +76,7 @@ def main(argv: list[str] | None = None) -> int:
     from kslim_runner.train.loop import train_detector
 
     threads = use_cpu_threads()
+    processes = args.processes or threads
     t_all = time.monotonic()
     out = Path(args.out).absolute()
     splits = {}
@@ -93,6 +100,7 @@ def main(argv: list[str] | None = None) -> int:
         checkpoint_every=10**9,
         time_budget_seconds=args.budget_seconds,
         augment=AugmentConfig() if args.augment == "full" else AugmentConfig(expand_prob=0.0, crop_prob=0.0),
+        processes=processes,
     )
     work = out / f"run-{int(time.time())}"
     train = train_detector(det, splits["train"], cfg, work, stage="baseline")
@@ -116,6 +124,7 @@ def main(argv: list[str] | None = None) -> int:
         "apLarge": ev.apLarge,
         "trainSteps": train.iterations,
         "batchSize": args.batch_size,
+        "processes": processes,
         "trainSeconds": train.seconds,
         "stepSeconds": train.step_seconds,
         "trainImagesPerSecond": train.images_per_second,
@@ -148,7 +157,7 @@ def main(argv: list[str] | None = None) -> int:
         ("AP", f"{ev.ap:.3f}", f">= {TARGETS['ap']}"),
         ("AP50", f"{ev.ap50:.3f}", f">= {TARGETS['ap50']}"),
         ("AP75", f"{ev.ap75:.3f}", ""),
-        ("train steps x batch", f"{train.iterations} x {args.batch_size}", ""),
+        ("train steps x batch x processes", f"{train.iterations} x {args.batch_size} x {processes}", ""),
         ("step time (s)", f"{train.step_seconds}", ""),
         ("train images/s", f"{train.images_per_second}", ""),
         (

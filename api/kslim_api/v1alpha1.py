@@ -474,8 +474,10 @@ class DistillStep(Spec):
     loss: Literal["yolov3", "feature", "yolov3+feature"] = "yolov3"
     """yolov3: objectness/class/box distillation on head outputs (DistillYOLOv3Loss);
     feature: L2 on neck feature maps; or both."""
-    weight: Decimal = "1.0"
-    """Weight of the distillation loss next to the detection loss."""
+    weight: Decimal = "1000"
+    """Weight of the distillation loss next to the detection loss. The terms are means over every
+    anchor and position (as in PaddleDetection's DistillYOLOv3Loss, whose configs use 1000), so
+    small weights leave the teacher almost unheard."""
     fine_tune: FineTuneSpec = Field(default_factory=FineTuneSpec)
     """Student training with the teacher."""
 
