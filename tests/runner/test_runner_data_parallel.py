@@ -11,7 +11,12 @@ import pytest
 from kslim_runner.data.coco import load_coco
 from kslim_runner.data.loader import ResumableBatchSampler
 from kslim_runner.errors import UserError
+from kslim_runner.methods.prune import make_pruner
+from kslim_runner.methods.prune_plan import drop_backups
+from kslim_runner.methods.prune_select import conv_weights
 from kslim_runner.models import DetectorConfig, build_detector
+from kslim_runner.models.base import Detector
+from kslim_runner.models.layout import layout_of
 from kslim_runner.train import distributed
 from kslim_runner.train.checkpoint import load_checkpoint
 from kslim_runner.train.config import TrainConfig, train_config_from_spec
@@ -48,13 +53,31 @@ def test_the_job_setting_reaches_the_training_config() -> None:
     assert distributed.resolve_processes(3) == 3
 
 
+def _pruned() -> Detector:
+    det = build_detector(TINY)
+    pruner = make_pruner("l1_norm", det)
+    pruner.prune_vars({name: 0.5 for name, _ in conv_weights(det)[:6]}, 0)
+    drop_backups(det)
+    return det
+
+
 def test_only_a_rebuildable_detector_with_the_detection_loss_spawns() -> None:
     det = build_detector(TINY)
     assert distributed.can_spawn(det, default_loss)
     assert not distributed.can_spawn(det, lambda d, b: default_loss(d, b))
-    pruned = build_detector(TINY)
-    pruned.heads[0] = paddle.nn.Conv2D(8, 24, 1)  # a different shape: what a pruner leaves
-    assert not distributed.can_spawn(pruned, default_loss)
+    assert distributed.can_spawn(_pruned(), default_loss)  # shapes differ, names do not
+    wrapped = build_detector(TINY)
+    wrapped.extra = paddle.nn.Linear(2, 2)  # a name the architecture does not have (as QAT adds)
+    assert not distributed.can_spawn(wrapped, default_loss)
+
+
+def test_a_pruned_detector_fine_tunes_in_two_processes(tiny_data: Path, tmp_path: Path) -> None:
+    index = load_coco(tiny_data / "train" / "annotations.json", tiny_data / "train" / "images", 3)
+    det = _pruned()
+    shapes = layout_of(det)["shapes"]
+    result = train_detector(det, index, _cfg(iterations=2, processes=2), tmp_path, stage="prune")
+    assert result.steps_run == 2 and np.isfinite(result.final_loss)
+    assert layout_of(det)["shapes"] == shapes  # the workers trained the pruned layout
 
 
 def test_two_cpu_processes_train_checkpoint_and_resume(

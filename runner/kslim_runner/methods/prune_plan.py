@@ -9,23 +9,14 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-import paddle
 from paddle import nn
 
 from kslim_runner.atomic import write_json
 from kslim_runner.models.base import Detector
+from kslim_runner.models.layout import apply_layout, groups_of, shapes_of
 from kslim_runner.pipeline.models import load_row_model, load_weights, register_loader
 
 BACKUP_SUFFIX = "_backup"
-
-
-def shapes_of(det: nn.Layer) -> dict[str, list[int]]:
-    return {k: list(v.shape) for k, v in det.state_dict().items()}
-
-
-def groups_of(det: nn.Layer) -> dict[str, int]:
-    return {n: int(layer._groups) for n, layer in det.named_sublayers() if isinstance(layer, nn.Conv2D)}
 
 
 def drop_backups(det: nn.Layer) -> None:
@@ -45,26 +36,6 @@ def layout_change(
         "shapes": {k: v for k, v in after.items() if k in before and before[k] != v},
         "groups": {k: g for k, g in groups.items() if before_groups.get(k) != g},
     }
-
-
-def _resize(t: paddle.Tensor, shape: list[int]) -> None:
-    value = t.value().get_tensor()
-    place = t.place
-    target = paddle.CPUPlace() if place.is_cpu_place() else paddle.CUDAPlace(place.gpu_device_id())
-    value.set(np.zeros(shape, dtype=np.float32), target)
-
-
-def apply_layout(det: nn.Layer, layout: dict[str, Any]) -> None:
-    """Resize det's parameters to a saved layout (values are loaded afterwards)."""
-    state = det.state_dict()
-    missing = [k for k in layout["shapes"] if k not in state]
-    if missing:
-        raise RuntimeError(f"pruning layout names {missing[0]}, which the model does not have")
-    for name, shape in layout["shapes"].items():
-        _resize(state[name], shape)
-    layers = dict(det.named_sublayers())
-    for name, groups in layout["groups"].items():
-        layers[name]._groups = int(groups)
 
 
 def save_layout(path: Path, layout: dict[str, Any]) -> None:

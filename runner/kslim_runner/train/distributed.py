@@ -3,9 +3,10 @@ gloo across CPU cores (paddle 2.6's CPU convolutions use about one core each, so
 threads, are what make a multi-core CPU train faster).
 
 The job's process stays the parent: it saves the detector's weights, spawns the workers, and loads
-the weights rank 0 wrote at the end. Each worker rebuilds the detector from its config, so this
-covers built-in detectors trained with their own loss (the baseline, a distillation teacher); a
-model changed in place (pruned, quantized) or a custom loss trains in the parent's process.
+the weights rank 0 wrote at the end. Each worker rebuilds the detector from its config and layout
+(models/layout.py), so this covers built-in detectors, pruned or not, trained with the detection
+loss (the baseline, a teacher, pruning's fine-tuning); a model wrapped for quantization or a custom
+loss (distillation) trains in the parent's process.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from kslim_runner.atomic import write_with
 from kslim_runner.data.coco import CocoIndex
 from kslim_runner.errors import UserError
 from kslim_runner.models.base import Detector, DetectorConfig
+from kslim_runner.models.layout import apply_layout, layout_of
 from kslim_runner.train.config import TrainConfig
 
 JOB, INIT, FINAL = "dp-job.pickle", "dp-init.pdparams", "dp-final.pdparams"
@@ -50,16 +52,15 @@ def resolve_processes(requested: int | None) -> int:
 
 
 def can_spawn(detector: Detector, loss_fn: Any) -> bool:
-    """The detection loss on a detector a worker can rebuild from its config: same parameter names
-    and shapes (not pruned, not wrapped for quantization)."""
+    """The detection loss on a detector a worker can rebuild from its config and layout: the same
+    parameter names as the architecture (pruning changes shapes only; quantization wrappers add
+    names)."""
     from kslim_runner.models.registry import build_detector
     from kslim_runner.train.loop import default_loss
 
     if loss_fn is not default_loss or not isinstance(getattr(detector, "config", None), DetectorConfig):
         return False
-    fresh = build_detector(detector.config).state_dict()
-    mine = detector.state_dict()
-    return fresh.keys() == mine.keys() and all(fresh[k].shape == mine[k].shape for k in mine)
+    return build_detector(detector.config).state_dict().keys() == detector.state_dict().keys()
 
 
 def train_spawned(
@@ -83,7 +84,12 @@ def train_spawned(
         )
     print(f"kslim: {stage}: data parallel over {cfg.processes} processes ({backend})", flush=True)
     job = workdir / JOB
-    write_with(job, lambda tmp: tmp.write_bytes(pickle.dumps((detector.config.to_dict(), index, cfg, stage))))
+    write_with(
+        job,
+        lambda tmp: tmp.write_bytes(
+            pickle.dumps((detector.config.to_dict(), layout_of(detector), index, cfg, stage))
+        ),
+    )
     codes = _run_workers(job, cfg.processes, backend)
     error = workdir / ERROR
     if error.is_file():  # a worker's user error (e.g. the loss diverged): the same exit as in-process
@@ -161,7 +167,7 @@ def _die_with_parent() -> None:
 
 def _worker(job: Path) -> None:
     _die_with_parent()
-    config, index, cfg, stage = pickle.loads(job.read_bytes())
+    config, layout, index, cfg, stage = pickle.loads(job.read_bytes())
     from kslim_runner.device import cpu_threads, use_cpu_threads
     from kslim_runner.models.registry import build_detector
     from kslim_runner.train.loop import Rank, train_in_process
@@ -172,6 +178,7 @@ def _worker(job: Path) -> None:
         use_cpu_threads(max(1, cpu_threads() // rank.world))
     work = job.parent
     det = build_detector(DetectorConfig.from_dict(config))
+    apply_layout(det, layout)
     det.set_state_dict(paddle.load(str(work / INIT)))
     model = paddle.DataParallel(det)
 

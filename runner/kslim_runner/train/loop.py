@@ -102,8 +102,9 @@ def train_detector(
     workdir/checkpoint when one of the same length exists. With EMA, the detector ends holding the
     averaged weights, in eval mode.
 
-    With cfg.processes > 1 a built-in detector trains data-parallel in that many processes
-    (train/distributed.py); a custom loss (distillation, QAT) trains in this process."""
+    With cfg.processes > 1 a built-in detector (pruned or not) trains data-parallel in that many
+    processes (train/distributed.py); a quantization-wrapped model or a custom loss (distillation)
+    trains in this process."""
     if cfg.processes != 1:
         from kslim_runner.train import distributed
 
@@ -112,8 +113,8 @@ def train_detector(
             return distributed.train_spawned(detector, index, replace(cfg, processes=n), workdir, stage=stage)
         if n > 1:
             print(
-                f"kslim: {stage}: trains in one process (data parallel covers built-in detectors "
-                "trained with the detection loss)",
+                f"kslim: {stage}: trains in one process (data parallel covers built-in detectors, "
+                "pruned or not, trained with the detection loss)",
                 flush=True,
             )
     return train_in_process(detector, index, cfg, workdir, stage=stage, loss_fn=loss_fn)
