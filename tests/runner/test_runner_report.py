@@ -101,11 +101,11 @@ def test_no_termination_file_outside_a_pod(monkeypatch) -> None:
 
 
 def test_precisions_timed_per_device() -> None:
-    from kslim_runner.pipeline.benchmark import precisions_for
+    from kslim_runner.pipeline.benchmark import FAKE_QUANT_FP32, precisions_for
 
     assert precisions_for(["fp32", "int8"], False, "cpu") == (["fp32"], [])
-    assert precisions_for(["fp32", "int8"], True, "cpu") == (["fp32", "int8"], [])
+    assert precisions_for(["fp32", "int8"], True, "cpu") == (["int8"], [FAKE_QUANT_FP32])
     timed, notes = precisions_for(["int8", "fp16"], True, "gpu")
     assert timed == ["fp32"] and len(notes) == 2 and "tensorrt" in notes[0]
-    assert precisions_for(["int8", "fp16"], True, "gpu", tensorrt=True)[0] == ["fp32", "int8", "fp16"]
+    assert precisions_for(["int8", "fp16"], True, "gpu", tensorrt=True)[0] == ["int8", "fp16"]
     assert precisions_for(["fp16"], False, "cpu")[1] == ["fp16 not timed: it needs a GPU"]
