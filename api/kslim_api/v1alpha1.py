@@ -599,7 +599,8 @@ class BenchmarkSpec(Spec):
     precisions: Annotated[list[Precision], UNIQUE, LIST_SET] = Field(
         default_factory=lambda: list(DEFAULT_PRECISIONS), min_length=1, max_length=3
     )
-    """Precisions to time (int8 only applies to quantized models)."""
+    """Precisions to time. A float model is timed in fp32, a quantized one in int8 (oneDNN on CPU,
+    TensorRT on GPU), each in the precision it ships in; fp16 needs a GPU with TensorRT."""
     batch_size: int = Field(default=1, ge=1, le=64)
     """Images per timed call."""
     warmup: int = Field(default=10, ge=0, le=10000)
