@@ -21,6 +21,18 @@ def register_backbone(name: str) -> Callable[[Callable[[float], nn.Layer]], Call
     return deco
 
 
+def run_blocks(
+    x: paddle.Tensor, blocks: nn.LayerList, out_at: tuple[int, ...]
+) -> tuple[paddle.Tensor, list[paddle.Tensor]]:
+    """Run the blocks in order: (the last output, the outputs after the blocks numbered in out_at)."""
+    outs = []
+    for i, blk in enumerate(blocks):
+        x = blk(x)
+        if i in out_at:
+            outs.append(x)
+    return x, outs
+
+
 class DepthwiseSeparable(nn.Layer):
     def __init__(self, cin: int, cout: int, stride: int) -> None:
         super().__init__()
@@ -65,13 +77,7 @@ class MobileNetV1(nn.Layer):
         self.out_channels = [make_divisible(self.CFG[i][0] * width) for i in self.OUT_AT]
 
     def forward(self, x: paddle.Tensor) -> list[paddle.Tensor]:
-        x = self.conv1(x)
-        outs = []
-        for i, blk in enumerate(self.blocks):
-            x = blk(x)
-            if i in self.OUT_AT:
-                outs.append(x)
-        return outs
+        return run_blocks(self.conv1(x), self.blocks, self.OUT_AT)[1]
 
 
 class SqueezeExcite(nn.Layer):
@@ -145,14 +151,8 @@ class MobileNetV3(nn.Layer):
         self.out_channels = [make_divisible(self.CFG[i][2] * width) for i in self.OUT_AT] + [last]
 
     def forward(self, x: paddle.Tensor) -> list[paddle.Tensor]:
-        x = self.conv1(x)
-        outs = []
-        for i, blk in enumerate(self.blocks):
-            x = blk(x)
-            if i in self.OUT_AT:
-                outs.append(x)
-        outs.append(self.conv_last(x))
-        return outs
+        x, outs = run_blocks(self.conv1(x), self.blocks, self.OUT_AT)
+        return [*outs, self.conv_last(x)]
 
 
 class DarkResidual(nn.Layer):
