@@ -64,18 +64,18 @@ class BenchmarkStage(Stage):
                     opts = PredictorOptions(
                         device=ctx.device.device, precision=prec, threads=b.threads, tensorrt=b.tensorrt
                     )
-                    todo.append((row, prec, opts))
+                    todo.append((row, opts))
         progress = Progress(self.stage, 1)
         if todo:
             lats = compare_latency(
-                [(ctx.path(row.export_dir), opts) for row, _, opts in todo],
+                [(ctx.path(row.export_dir), opts) for row, opts in todo],
                 batch_size=b.batch_size,
                 warmup=b.warmup,
                 iterations=b.iterations,
                 sample=sample,
             )
-            for (row, prec, _), lat in zip(todo, lats, strict=True):
-                row.latency[prec] = lat.to_dict()
+            for (row, opts), lat in zip(todo, lats, strict=True):
+                row.latency[opts.precision] = lat.to_dict()
         for row in rows:
             ctx.put_row(row)
         progress.update(1)

@@ -20,28 +20,27 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import paddle
 
-from kslim_runner.atomic import write_with
+from kslim_runner.atomic import write_json, write_with
 from kslim_runner.data.coco import CocoIndex
+from kslim_runner.device import cpu_threads, probe, use_cpu_threads
 from kslim_runner.errors import UserError
 from kslim_runner.models.base import Detector, DetectorConfig
 from kslim_runner.models.layout import apply_layout, layout_of
 from kslim_runner.train.config import TrainConfig
+
+if TYPE_CHECKING:  # loop imports this module
+    from kslim_runner.train.loop import TrainResult
 
 JOB, INIT, FINAL = "dp-job.pickle", "dp-init.pdparams", "dp-final.pdparams"
 RESULT, ERROR = "dp-result.json", "dp-error.json"
 
 
 def gpu_count() -> int:
-    if not paddle.device.is_compiled_with_cuda():
-        return 0
-    try:
-        return int(paddle.device.cuda.device_count())
-    except Exception:  # a broken driver shows as no GPU; device.py reports it
-        return 0
+    return len(probe()[1])  # a broken driver shows as no GPU; the run's device check reports it
 
 
 def resolve_processes(requested: int | None) -> int:
@@ -65,23 +64,23 @@ def can_spawn(detector: Detector, loss_fn: Any) -> bool:
 
 def train_spawned(
     detector: Detector, index: CocoIndex, cfg: TrainConfig, workdir: Path, *, stage: str
-) -> Any:
+) -> TrainResult:
     """Train `detector` in cfg.processes processes; it ends holding rank 0's final weights (the EMA
     when enabled), in eval mode. Returns rank 0's TrainResult."""
     from kslim_runner.train.loop import TrainResult
 
-    workdir = Path(workdir)
-    workdir.mkdir(parents=True, exist_ok=True)
-    for name in (FINAL, RESULT, ERROR):
-        (workdir / name).unlink(missing_ok=True)
-    write_with(workdir / INIT, lambda tmp: paddle.save(detector.state_dict(), str(tmp)))
     gpus = gpu_count()
-    backend = "nccl" if gpus > 0 else "gloo"
     if gpus and cfg.processes > gpus:
         raise UserError(
             f"train.dataParallel is {cfg.processes} but {gpus} GPU(s) are visible; request "
             f"{cfg.processes} GPUs (spec.resources.gpus) or lower train.dataParallel"
         )
+    backend = "nccl" if gpus > 0 else "gloo"
+    workdir = Path(workdir)
+    workdir.mkdir(parents=True, exist_ok=True)
+    for name in (FINAL, RESULT, ERROR):
+        (workdir / name).unlink(missing_ok=True)
+    write_with(workdir / INIT, lambda tmp: paddle.save(detector.state_dict(), str(tmp)))
     print(f"kslim: {stage}: data parallel over {cfg.processes} processes ({backend})", flush=True)
     job = workdir / JOB
     write_with(
@@ -168,7 +167,6 @@ def _die_with_parent() -> None:
 def _worker(job: Path) -> None:
     _die_with_parent()
     config, layout, index, cfg, stage = pickle.loads(job.read_bytes())
-    from kslim_runner.device import cpu_threads, use_cpu_threads
     from kslim_runner.models.registry import build_detector
     from kslim_runner.train.loop import Rank, train_in_process
 
@@ -189,12 +187,11 @@ def _worker(job: Path) -> None:
     try:
         result = train_in_process(det, index, cfg, work, stage=stage, loss_fn=loss, rank=rank)
     except UserError as exc:  # e.g. an image of this rank's share does not decode
-        error = {"message": exc.summary, "reason": exc.reason}
-        write_with(work / ERROR, lambda tmp: tmp.write_text(json.dumps(error)))
+        write_json(work / ERROR, {"message": exc.summary, "reason": exc.reason})
         sys.exit(exc.exit_code)
     if rank.main:
         write_with(work / FINAL, lambda tmp: paddle.save(det.state_dict(), str(tmp)))
-        write_with(work / RESULT, lambda tmp: tmp.write_text(json.dumps(result.to_dict())))
+        write_json(work / RESULT, result.to_dict())
 
 
 if __name__ == "__main__":  # a worker: python -m kslim_runner.train.distributed JOB
