@@ -100,20 +100,29 @@ class Kube:
         except Exception as error:  # translated for the caller; nothing is swallowed
             raise classify(error) from error
 
+    async def _raw(self, priority: Priority, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> bytes:
+        """The response body as bytes, its connection back in the pool. An unread raw response
+        keeps its connection, so the next call would open (and TLS-handshake) a new one: in a
+        burst that cost more CPU than everything else the operator does."""
+
+        def call(_request_timeout: float) -> bytes:
+            response = fn(*args, _preload_content=False, _request_timeout=_request_timeout, **kwargs)
+            try:
+                return bytes(response.data)
+            finally:
+                response.release_conn()
+
+        return await self._call(priority, call)
+
     async def _json(self, priority: Priority, fn: Callable[..., Any], *args: Any) -> dict[str, Any]:
         """The response as plain JSON: the client's model classes cost more than the request."""
-        response = await self._call(priority, fn, *args, _preload_content=False)
-        return dict(json.loads(response.data))
+        return dict(json.loads(await self._raw(priority, fn, *args)))
 
     async def create_configmap(self, body: dict[str, Any]) -> None:
         """Create; an existing one (a previous pass or a previous operator) is fine: it is immutable."""
         with contextlib.suppress(Conflict):
-            await self._call(
-                Priority.START,
-                self.core.create_namespaced_config_map,
-                body["metadata"]["namespace"],
-                body,
-                _preload_content=False,
+            await self._raw(
+                Priority.START, self.core.create_namespaced_config_map, body["metadata"]["namespace"], body
             )
 
     async def create_job(self, body: dict[str, Any]) -> dict[str, Any]:
@@ -155,7 +164,7 @@ class Kube:
 
     async def pod_log_tail(self, namespace: str, pod: str, lines: int, limit_bytes: int) -> str:
         # Raw bytes: the client would json-decode a log that happens to be one JSON line.
-        response: Any = await self._call(
+        data = await self._raw(
             Priority.READ,
             self.core.read_namespaced_pod_log,
             pod,
@@ -163,9 +172,8 @@ class Kube:
             container=names.CONTAINER_NAME,
             tail_lines=lines,
             limit_bytes=limit_bytes,
-            _preload_content=False,
         )
-        return bytes(response.data).decode("utf-8", errors="replace")
+        return data.decode("utf-8", errors="replace")
 
     async def missing_claims(self, namespace: str, claims: list[str]) -> list[str]:
         """The claims that do not exist. One lookup per claim and CLAIM_CACHE_SECONDS serves every
@@ -190,12 +198,8 @@ class Kube:
 
     async def _read_claim(self, namespace: str, claim: str) -> bool:
         try:
-            await self._call(
-                Priority.READ,
-                self.core.read_namespaced_persistent_volume_claim,
-                claim,
-                namespace,
-                _preload_content=False,
+            await self._raw(
+                Priority.READ, self.core.read_namespaced_persistent_volume_claim, claim, namespace
             )
         except NotFound:
             return False

@@ -74,17 +74,26 @@ def test_threads_are_daemons_and_shutdown_neither_waits_for_calls_in_flight_nor_
         assert not thread.is_alive()
 
 
+class _Response:
+    """What the client returns for `_preload_content=False`: a body and a connection to hand back."""
+
+    data = b"{}"
+
+    def release_conn(self) -> None:
+        pass
+
+
 class _Claims:
     def __init__(self, existing: set[str]) -> None:
         self.existing = existing
         self.reads: list[str] = []
 
-    def read_namespaced_persistent_volume_claim(self, name: str, namespace: str, **_: Any) -> object:
+    def read_namespaced_persistent_volume_claim(self, name: str, namespace: str, **_: Any) -> _Response:
         self.reads.append(name)
         time.sleep(0.05)
         if name not in self.existing:
             raise ApiException(status=404, reason="Not Found")
-        return object()
+        return _Response()
 
 
 def test_claim_lookups_are_shared_by_every_job_asking_at_once() -> None:
@@ -109,11 +118,11 @@ def test_a_failed_claim_lookup_is_not_remembered() -> None:
     calls: list[str] = []
 
     class Flaky:
-        def read_namespaced_persistent_volume_claim(self, name: str, namespace: str, **_: Any) -> object:
+        def read_namespaced_persistent_volume_claim(self, name: str, namespace: str, **_: Any) -> _Response:
             calls.append(name)
             if len(calls) == 1:
                 raise ApiException(status=403, reason="Forbidden")
-            return object()
+            return _Response()
 
     kube.core = Flaky()  # type: ignore[assignment]
     try:
