@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -52,3 +53,37 @@ def test_openmp_threads_do_not_spin_unless_the_user_says_so() -> None:
     env["KMP_BLOCKTIME"] = "50"
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
     assert done.stdout.strip() == "50"
+
+
+MKL_PATH = "import os, kslim_runner; print(repr(os.environ.get('MKL_DEBUG_CPU_TYPE')))"
+
+
+def test_mkl_takes_its_avx2_path_on_amd_cpus_only_and_an_explicit_setting_wins() -> None:
+    import kslim_runner
+
+    env = {k: v for k, v in os.environ.items() if k != "MKL_DEBUG_CPU_TYPE"}
+    done = subprocess.run(
+        [sys.executable, "-c", MKL_PATH], env=env, capture_output=True, text=True, timeout=120
+    )
+    assert done.stdout.strip() == ("'5'" if kslim_runner.amd_cpu() else "None"), done.stderr[-2000:]
+    for value in ("", "2"):  # an operator's own choice (empty: MKL's default path) is kept
+        done = subprocess.run(
+            [sys.executable, "-c", MKL_PATH],
+            env={**env, "MKL_DEBUG_CPU_TYPE": value},
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert done.stdout.strip() == repr(value)
+
+
+@pytest.mark.parametrize(
+    ("vendor", "amd"), [("AuthenticAMD", True), ("HygonGenuine", True), ("GenuineIntel", False)]
+)
+def test_cpu_vendor_is_read_from_cpuinfo(tmp_path: Path, vendor: str, amd: bool) -> None:
+    import kslim_runner
+
+    cpuinfo = tmp_path / "cpuinfo"
+    cpuinfo.write_text(f"processor\t: 0\nvendor_id\t: {vendor}\ncpu family\t: 25\n")
+    assert kslim_runner.amd_cpu(str(cpuinfo)) is amd
+    assert kslim_runner.amd_cpu(str(tmp_path / "missing")) is False
