@@ -121,3 +121,42 @@ def test_compare_latency_times_models_side_by_side(tmp_path: Path) -> None:
     assert all(0 < lat.p50 <= lat.p90 for lat in lats)
     one = measure_latency(out, opts=opts[0], batch_size=2, warmup=1, iterations=3)
     assert one.runs == 3 and one.batchSize == 2 and one.precision == "fp32"
+
+
+def test_predictors_run_with_spinning_openmp_threads_and_training_keeps_sleeping_ones(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """KMP_BLOCKTIME=0 (set for training) would make every one of ~80 parallel regions of an
+    inference call wake sleeping threads; evaluation and latency spin them, then put it back."""
+    import os
+
+    from kslim_runner.measure import predictor as predictor_module
+    from kslim_runner.measure.latency import compare_latency
+    from kslim_runner.measure.predictor import PredictorOptions, spinning_threads
+    from kslim_runner.models import DetectorConfig, build_detector
+    from kslim_runner.models.export import export_detector
+
+    runtime = predictor_module._openmp()
+    assert runtime is not None, "paddle's CPU build ships Intel OpenMP in paddle/libs"
+    training = int(os.environ.get("KMP_BLOCKTIME", "0"))
+    assert runtime.kmp_get_blocktime() == training
+    with spinning_threads():
+        assert runtime.kmp_get_blocktime() == predictor_module.INFERENCE_BLOCKTIME_MS
+    assert runtime.kmp_get_blocktime() == training
+
+    seen: list[int] = []
+    real_run = predictor_module.run_detector
+
+    def run_and_look(*args: object) -> object:
+        seen.append(runtime.kmp_get_blocktime())
+        return real_run(*args)  # type: ignore[arg-type]
+
+    out = export_detector(
+        build_detector(DetectorConfig("yolov3_mobilenet_v1", 3, 64, 0.25)), tmp_path / "m", ["a"]
+    )
+    import kslim_runner.measure.latency as latency_module
+
+    monkeypatch.setattr(latency_module, "run_detector", run_and_look)
+    compare_latency([(out, PredictorOptions(threads=2))], iterations=2, per_round=1, warmup=1)
+    assert seen and set(seen) == {predictor_module.INFERENCE_BLOCKTIME_MS}
+    assert runtime.kmp_get_blocktime() == training

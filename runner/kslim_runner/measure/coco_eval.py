@@ -14,7 +14,7 @@ import numpy as np
 from paddle import inference
 
 from kslim_runner.data.coco import CocoIndex, read_image
-from kslim_runner.measure.predictor import PredictorOptions, create_predictor, run_detector
+from kslim_runner.measure.predictor import PredictorOptions, create_predictor, run_detector, spinning_threads
 from kslim_runner.measure.preprocess import Preprocess, load_preprocess
 from kslim_runner.measure.program import model_files
 from kslim_runner.progress import Progress
@@ -242,22 +242,23 @@ def evaluate_model(
     predictor = create_predictor(model_files(model_dir), opts)
     pre = load_preprocess(model_dir)
     n = min(batch_size, len(index))
-    run_detector(
-        predictor,
-        np.zeros((n, 3, *pre.target_size), np.float32),
-        np.tile(np.array(pre.target_size, np.float32), (n, 1)),
-        np.ones((n, 2), np.float32),
-    )
-    t0 = time.monotonic()
-    dets = predict(
-        model_dir,
-        index,
-        batch_size=batch_size,
-        opts=opts,
-        stage=stage,
-        score_threshold=score_threshold,
-        predictor=predictor,
-    )
+    with spinning_threads():
+        run_detector(
+            predictor,
+            np.zeros((n, 3, *pre.target_size), np.float32),
+            np.tile(np.array(pre.target_size, np.float32), (n, 1)),
+            np.ones((n, 2), np.float32),
+        )
+        t0 = time.monotonic()
+        dets = predict(
+            model_dir,
+            index,
+            batch_size=batch_size,
+            opts=opts,
+            stage=stage,
+            score_threshold=score_threshold,
+            predictor=predictor,
+        )
     t1 = time.monotonic()
     stats = coco_stats(index.annotations, dets)
     seconds = time.monotonic() - t0

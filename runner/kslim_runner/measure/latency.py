@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from kslim_runner.measure.predictor import PredictorOptions, create_predictor, run_detector
+from kslim_runner.measure.predictor import PredictorOptions, create_predictor, run_detector, spinning_threads
 from kslim_runner.measure.preprocess import load_preprocess
 from kslim_runner.measure.program import model_files
 
@@ -95,6 +95,19 @@ def compare_latency(
     """Latency of several models (or precisions) timed side by side: rounds of `per_round` runs of
     each in turn, so that a shared machine's load changes weigh on all of them alike and their
     ratios hold even when the absolute figures drift."""
+    with spinning_threads():
+        times = _timed_rounds(models, batch_size, warmup, iterations, per_round, sample)
+    return [_latency(t, opts, batch_size) for t, (_, opts) in zip(times, models, strict=True)]
+
+
+def _timed_rounds(
+    models: Sequence[tuple[Path, PredictorOptions]],
+    batch_size: int,
+    warmup: int,
+    iterations: int,
+    per_round: int,
+    sample: np.ndarray | None,
+) -> list[list[float]]:
     runs = []
     for model_dir, opts in models:
         predictor = create_predictor(model_files(model_dir), opts)
@@ -110,4 +123,4 @@ def compare_latency(
                 t = time.perf_counter()
                 run_detector(predictor, *inputs)
                 acc.append((time.perf_counter() - t) * 1000)
-    return [_latency(t, opts, batch_size) for t, (_, opts) in zip(times, models, strict=True)]
+    return times
