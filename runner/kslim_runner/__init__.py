@@ -1,6 +1,6 @@
 """kslim's runner: what a CompressionJob pod executes (and `kslim run` locally).
 
-Two process-wide settings must happen before paddle is imported, so they live here:
+Three process-wide settings must happen before paddle is imported, so they live here:
 
 - zlib must be used once first: with paddle 2.6.2 imported first, every later zlib call segfaults in
   inflateReset2. tests/runner/test_runner_import_order.py fails if the order breaks.
@@ -8,9 +8,10 @@ Two process-wide settings must happen before paddle is imported, so they live he
   200 ms after every parallel region; on a shared or oversubscribed CPU that made training two to
   three times slower here. Without spinning, idle threads yield the core at once.
 - MKL_DEBUG_CPU_TYPE=5 on AMD CPUs (unless set): paddle's bundled MKL (2019.0.5) picks a slow
-  generic SGEMM path on any non-Intel CPU; this makes it take the AVX2 one. Training convolutions
-  (im2col + SGEMM) ran 2.2-2.9x faster and a whole training step 1.9x on an AMD EPYC
-  (bench/train_speed.py). Not on Intel, where MKL already picks its best (AVX-512) path.
+  generic SGEMM path on any non-Intel CPU; this makes it take the AVX2 one. A training convolution
+  (im2col + SGEMM) ran 2.8x faster and a whole training step 2.1x on an AMD EPYC
+  (bench/mkl_path.py). Not on Intel, where MKL already picks its best (AVX-512) path. Empty keeps
+  MKL's default.
 """
 
 import os as _os
