@@ -13,8 +13,8 @@ import pytest
 ZLIB_WORK = "import zlib; assert zlib.decompress(zlib.compress(b'k' * 100000)) == b'k' * 100000"
 
 
-def _python(code: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+def _python(code: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, env=env)
 
 
 @pytest.mark.parametrize(
@@ -62,19 +62,10 @@ def test_mkl_takes_its_avx2_path_on_amd_cpus_only_and_an_explicit_setting_wins()
     import kslim_runner
 
     env = {k: v for k, v in os.environ.items() if k != "MKL_DEBUG_CPU_TYPE"}
-    done = subprocess.run(
-        [sys.executable, "-c", MKL_PATH], env=env, capture_output=True, text=True, timeout=120
-    )
+    done = _python(MKL_PATH, env)
     assert done.stdout.strip() == ("'5'" if kslim_runner.amd_cpu() else "None"), done.stderr[-2000:]
     for value in ("", "2"):  # an operator's own choice (empty: MKL's default path) is kept
-        done = subprocess.run(
-            [sys.executable, "-c", MKL_PATH],
-            env={**env, "MKL_DEBUG_CPU_TYPE": value},
-            capture_output=True,
-            text=True,
-            timeout=120,
-        )
-        assert done.stdout.strip() == repr(value)
+        assert _python(MKL_PATH, {**env, "MKL_DEBUG_CPU_TYPE": value}).stdout.strip() == repr(value)
 
 
 @pytest.mark.parametrize(
