@@ -3,7 +3,8 @@
 Exit codes: 0 stopped cleanly; 1 leadership lost (the pod restarts and stands by) or Kopf failed;
 2 bad settings.
 
-Stopping: SIGTERM/SIGINT make a standby quit at once, and a leader stop Kopf the graceful way
+Stopping: SIGTERM/SIGINT while still starting (importing) end the process with 0 before it talks
+to the API server; they make a standby quit at once, and a leader stop Kopf the graceful way
 (its watchers, then our cleanup handler). Kopf runs on a daemon thread so that this process, not
 Kopf, decides when it has waited enough: once the cleanup has run (or STOP_DEADLINE_SECONDS have
 passed) it hands the Lease back and exits. Kopf itself would go on waiting up to 5 s for leftover
@@ -25,9 +26,23 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import FrameType
 from typing import TYPE_CHECKING
 
-import kopf
+#: Set by a SIGTERM/SIGINT that arrives before main() takes over the signals (importing Kopf and
+#: the Kubernetes client takes ~0.5 s). Without it a pod deleted right after it started would die
+#: by the signal (or with a KeyboardInterrupt traceback) instead of exiting 0.
+EARLY_STOP = threading.Event()
 
-from kslim_operator.settings import Settings, SettingsError, load_settings
+
+def _stop_early(signum: int, _: FrameType | None) -> None:
+    EARLY_STOP.set()
+
+
+if __name__ == "__main__":
+    signal.signal(signal.SIGTERM, _stop_early)
+    signal.signal(signal.SIGINT, _stop_early)
+
+import kopf  # noqa: E402  (after the early signal handlers, on purpose)
+
+from kslim_operator.settings import Settings, SettingsError, load_settings  # noqa: E402
 
 if TYPE_CHECKING:
     from kslim_operator.leader import LeaderElector
@@ -175,6 +190,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
+    if EARLY_STOP.is_set():
+        logger.info("asked to stop while starting; exiting before leader election")
+        return 0
 
     elector: LeaderElector | None = None
     if settings.leader_election:

@@ -75,6 +75,57 @@ def test_bad_settings_stop_the_operator_with_exit_2() -> None:
     assert "KSLIM_OPERATOR_MAX_CONCURRENT_JOBS" in result.stderr
 
 
+def _catches_sigterm(pid: int) -> bool:
+    """Whether the process has a SIGTERM handler installed (bit 15 of SigCgt in /proc/PID/status)."""
+    with contextlib.suppress(OSError):
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("SigCgt:"):
+                return bool(int(line.split()[1], 16) >> (signal.SIGTERM - 1) & 1)
+    return False
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_a_signal_while_the_operator_is_still_starting_ends_it_with_exit_0(
+    signum: int, tmp_path: Path
+) -> None:
+    # an API server that is not there: whatever point of start-up the signal meets, nothing may hang
+    kubeconfig = tmp_path / "kubeconfig"
+    kubeconfig.write_text(
+        yaml.safe_dump(
+            {
+                "apiVersion": "v1",
+                "kind": "Config",
+                "clusters": [{"name": "c", "cluster": {"server": "https://127.0.0.1:9"}}],
+                "users": [{"name": "u", "user": {"token": "t"}}],
+                "contexts": [{"name": "x", "context": {"cluster": "c", "user": "u"}}],
+                "current-context": "x",
+            }
+        )
+    )
+    env = {**os.environ, "KUBECONFIG": str(kubeconfig), "KSLIM_OPERATOR_HEALTH_PORT": "0"}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "kslim_operator"], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while not _catches_sigterm(proc.pid) and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.002)
+        assert proc.poll() is None, "the operator ended before the signal was sent"
+        started = time.monotonic()
+        proc.send_signal(signum)
+        out, _ = proc.communicate(timeout=30)
+        took = time.monotonic() - started
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 0, out.decode(errors="replace")
+    assert b"Traceback" not in out, out.decode(errors="replace")
+    # the handler is in place before Kopf is imported, so the signal met the start-up path
+    assert b"asked to stop while starting" in out, out.decode(errors="replace")
+    assert took < 5.0, f"the operator took {took:.1f} s to exit"
+
+
 @pytest.mark.cluster
 def test_two_replicas_never_both_act_and_the_standby_takes_over(
     jobs: Jobs, kube_api: client.ApiClient, namespace: str, kubeconfig: Path, tmp_path: Path
