@@ -5,10 +5,11 @@ a shared machine's load weighs on both sides of every ratio alike.
     python bench/inference.py [--work .kslim/bench/compression/budget0.25-n2000-200-s0]
 
 Uses the models and data of a `bench/compression.py` run (its baseline, and whichever of its QAT,
-PACT QAT and PTQ rows exist; run `python bench/compression.py --budget 0.25 --only qat,qat_pact,ptq`
-first). Also exports the same baseline weights at a larger input (--larger, default 320 px) and
-quantizes it with PTQ, to show how the int8 speed-up grows with the work per call. Prints the
-tables and writes bench/results/inference.json with the load average before and after.
+PACT QAT, PTQ, FPGM and L1-norm rows exist; run `python bench/compression.py --budget 0.25 --only
+fpgm,l1_norm,qat,qat_pact,ptq` first). Also exports the same baseline weights at a larger input
+(--larger, default 320 px) and quantizes it with PTQ, to show how the int8 speed-up grows with the
+work per call. Prints the tables and writes bench/results/inference.json with the load average
+before and after.
 """
 
 from __future__ import annotations
@@ -32,6 +33,8 @@ import kslim_runner  # noqa: F401  (zlib before paddle)
 HERE = Path(__file__).resolve().parent
 INT8_ROWS = {"qat": "qat/out/models/step1-qat", "qat_pact": "qat_pact/out/models/step1-qat"}
 INT8_ROWS["ptq"] = "ptq/out/models/step1-ptq"
+#: Pruned fp32 models, timed with the rest so that their latency cut is measured side by side too.
+PRUNED_ROWS = {"fpgm": "fpgm/out/models/step1-prune", "l1_norm": "l1_norm/out/models/step1-prune"}
 
 
 def load() -> list[float]:
@@ -165,27 +168,28 @@ def larger_models(work: Path, size: int) -> dict[str, Path]:
 
 
 def latency_rows(
-    models: dict[str, Path], size: int, threads: int, iterations: int, kernels: bool
+    models: dict[str, tuple[Path, str]], size: int, threads: int, iterations: int, kernels: bool
 ) -> list[dict[str, Any]]:
-    """fp32 (first entry) and each int8 model, timed in alternating rounds at batch 1."""
+    """Each model (path, precision; the first is the fp32 reference), timed in alternating rounds
+    at batch 1."""
+    from kslim_runner.measure.cost import model_cost
     from kslim_runner.measure.latency import compare_latency
     from kslim_runner.measure.predictor import PredictorOptions
 
     names = list(models)
-    precs = ["fp32"] + ["int8"] * (len(names) - 1)
-    specs = [
-        (models[n], PredictorOptions(precision=p, threads=threads)) for n, p in zip(names, precs, strict=True)
-    ]
+    precs = [models[n][1] for n in names]
+    specs = [(models[n][0], PredictorOptions(precision=models[n][1], threads=threads)) for n in names]
     before = load()
     lats = compare_latency(specs, batch_size=1, iterations=iterations, warmup=20)
     rows = []
     for name, prec, lat in zip(names, precs, lats, strict=True):
-        k = kernel_ms(models[name], prec, threads) if kernels else None
+        k = kernel_ms(models[name][0], prec, threads) if kernels else None
         rows.append(
             {
                 "model": name,
                 "inputSize": size,
                 "precision": prec,
+                "gflops": model_cost(models[name][0])["gflops"],
                 "threads": threads,
                 "p50": lat.p50,
                 "p90": lat.p90,
@@ -223,15 +227,17 @@ def main(argv: list[str] | None = None) -> int:
     t0, load0 = time.monotonic(), load()
     threads = [int(t) for t in args.threads.split(",")]
     evals = eval_rows(work, args.eval_reps, args.eval_batch, 2)
-    small = {"baseline": work / "baseline/out/models/baseline"}
-    small |= {k: work / v for k, v in INT8_ROWS.items() if (work / v / "model.pdmodel").is_file()}
+    small = {"baseline": (work / "baseline/out/models/baseline", "fp32")}
+    for rows, precision in ((INT8_ROWS, "int8"), (PRUNED_ROWS, "fp32")):
+        small |= {k: (work / v, precision) for k, v in rows.items() if (work / v / "model.pdmodel").is_file()}
     lat = [r for t in threads for r in latency_rows(small, 160, t, args.iterations, not args.no_kernels)]
     if args.larger:
         big = larger_models(work, args.larger)
+        big_rows = {"fp32": (big["fp32"], "fp32"), "ptq": (big["ptq"], "int8")}
         lat += [
             r
             for t in threads
-            for r in latency_rows(big, args.larger, t, args.iterations, not args.no_kernels)
+            for r in latency_rows(big_rows, args.larger, t, args.iterations, not args.no_kernels)
         ]
     import paddle
 
@@ -264,14 +270,15 @@ def main(argv: list[str] | None = None) -> int:
         )
     print()
     print(
-        "| Model | Input | Precision | Threads | p50 ms | p90 ms | vs fp32 | oneDNN kernels ms "
+        "| Model | Input | Precision | GFLOPs | Threads | p50 ms | p90 ms | vs fp32 | oneDNN kernels ms "
         "| kernels vs fp32 | load |"
     )
-    print("| :-- | --: | :-- | --: | --: | --: | --: | --: | --: | :-- |")
+    print("| :-- | --: | :-- | --: | --: | --: | --: | --: | --: | --: | :-- |")
     for r in lat:
         ks = r.get("kernelSpeedup")
         print(
-            f"| {r['model']} | {r['inputSize']} | {r['precision']} | {r['threads']} | {r['p50']:.2f} "
+            f"| {r['model']} | {r['inputSize']} | {r['precision']} | {r['gflops']} | {r['threads']} "
+            f"| {r['p50']:.2f} "
             f"| {r['p90']:.2f} | {r['speedup']:.2f}x | {r['kernelMs'] if r['kernelMs'] is not None else '-'} "
             f"| {'-' if ks is None else f'{ks:.2f}x'} | {r['load'][0]} |"
         )

@@ -55,3 +55,32 @@ def test_unknown_architecture_is_a_user_error() -> None:
 
     with pytest.raises(UserError, match="unknown architecture"):
         build_detector(DetectorConfig("ssd_resnet", 3, 96, 1.0))
+
+
+def test_the_learning_probes_loss_split_adds_up_to_yolo_loss() -> None:
+    """bench/learning_probe.py re-derives yolo_loss's terms in numpy; they must sum to the op's value."""
+    import importlib.util
+    from pathlib import Path
+
+    from kslim_runner.models.yolov3 import ANCHOR_MASKS
+
+    path = Path(__file__).resolve().parents[2] / "bench" / "learning_probe.py"
+    spec = importlib.util.spec_from_file_location("learning_probe", path)
+    assert spec is not None and spec.loader is not None
+    probe = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(probe)
+
+    paddle.seed(1)
+    det = build_detector(DetectorConfig("yolov3_mobilenet_v1", 3, 96, 0.25))
+    det.train()
+    rng = np.random.default_rng(0)
+    outs = [o * 2.0 for o in det(paddle.to_tensor(rng.normal(size=(2, 3, 96, 96)).astype(np.float32)))]
+    gt_box = np.zeros((2, 4, 4), np.float32)
+    gt_box[:, :3] = [[0.5, 0.5, 0.4, 0.3], [0.2, 0.3, 0.1, 0.12], [0.7, 0.8, 0.25, 0.2]]
+    gt_label = np.array([[0, 2, 1, 0]] * 2, np.int32)
+    with paddle.no_grad():
+        reference = float(det.loss(outs, paddle.to_tensor(gt_box), paddle.to_tensor(gt_label)))
+    anchors = np.asarray(det.anchors_flat, np.float32).reshape(-1, 2)
+    terms = probe.loss_terms([o.numpy() for o in outs], gt_box, gt_label, anchors, ANCHOR_MASKS, 96, 3)
+    assert terms["total"] == pytest.approx(reference, rel=0.01)
+    assert 0.0 <= terms["classAccuracy"] <= 1.0
