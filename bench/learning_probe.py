@@ -183,8 +183,8 @@ def main(argv: list[str] | None = None) -> int:
     t0 = time.monotonic()
     for step in range(1, args.steps + 1):
         opt.set_lr(args.lr * min(1.0, step / cfg.warmup_iterations))
-        rows_ = order.choice(len(index["train"]), args.batch_size, replace=False).tolist()
-        x, box, label = samples("train", rows_, np.random.default_rng([args.seed, step]), light)
+        batch_rows = order.choice(len(index["train"]), args.batch_size, replace=False).tolist()
+        x, box, label = samples("train", batch_rows, np.random.default_rng([args.seed, step]), light)
         loss = det.loss(det(paddle.to_tensor(x)), paddle.to_tensor(box), paddle.to_tensor(label))
         loss.backward()
         opt.step()
