@@ -89,3 +89,11 @@ chart-readme: venv ## Regenerate helm/kslim/README.md from values.yaml.
 .PHONY: bench-baseline
 bench-baseline: venv ## Train the YOLOv3-MobileNetV1 baseline for a fixed CPU budget; print AP and speed.
 	$(PY) bench/baseline.py
+
+.PHONY: bench-compression
+bench-compression: venv ## Every compression technique as a real job against a trained baseline (~1.5 h on 2 cores).
+	$(PY) bench/compression.py
+
+.PHONY: bench-gpu
+bench-gpu: venv ## TensorRT fp32/fp16/int8 latency of bench-compression's models (GPU build and a GPU needed).
+	$(PY) bench/gpu_inference.py
