@@ -344,8 +344,11 @@ def main(argv: list[str] | None = None) -> int:
     path = Path(args.results)
     kept = []
     if path.is_file():
+        # earlier rows of the methods this run did not measure stay; rows of methods the benchmark
+        # no longer has (an earlier recipe's) go
         fresh = {r["method"] for r in rows}
-        kept = [r for r in json.loads(path.read_text()) if r.get("method") not in fresh]
+        current = {"baseline", "student", *ROWS}
+        kept = [r for r in json.loads(path.read_text()) if r.get("method") in current - fresh]
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(kept + rows, indent=2) + "\n")
     print()
