@@ -58,6 +58,8 @@ TARGETS: dict[str, dict[str, Any]] = {
     "distill": {"minApGain": 1.0, "seed": "+1.6 AP"},
     "distill_prune": {"gflopsDown": 0.60, "maxApDrop": 1.5, "seed": "-69.4% GFLOPs, -1.0 AP"},
 }
+#: rows that are references (no compression of their own), judged against no target
+REFERENCE_ROWS = ("baseline", "student")
 ROWS = ("fpgm", "l1_norm", "qat", "qat_pact", "ptq", "distill", "distill_prune")
 
 
@@ -294,7 +296,7 @@ def table(rows: list[dict[str, Any]]) -> str:
     ]
     for r in rows:
         size = r["int8SizeBytes"] or r["sizeBytes"]
-        own = r["method"] in ("baseline", "student")
+        own = r["method"] in REFERENCE_ROWS
         lat = " / ".join("-" if v is None else f"{v:.2f}" for v in (r["latencyMsFp32"], r["latencyMsInt8"]))
         drop = "" if own or r["apDrop"] is None else f"{-r['apDrop']:+.2f}"
         met = ", ".join(f"{k} {'yes' if v else 'NO'}" for k, v in (r.get("met") or {}).items())
@@ -347,7 +349,7 @@ def main(argv: list[str] | None = None) -> int:
         # earlier rows of the methods this run did not measure stay; rows of methods the benchmark
         # no longer has (an earlier recipe's) go
         fresh = {r["method"] for r in rows}
-        current = {"baseline", "student", *ROWS}
+        current = {*REFERENCE_ROWS, *ROWS}
         kept = [r for r in json.loads(path.read_text()) if r.get("method") in current - fresh]
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(kept + rows, indent=2) + "\n")

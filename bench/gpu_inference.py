@@ -21,15 +21,10 @@ from pathlib import Path
 from typing import Any
 
 import kslim_runner  # noqa: F401  (zlib before paddle)
+from inference import BASELINE_MODEL, INT8_ROWS  # bench/inference.py: where the compression jobs export
 
 HERE = Path(__file__).resolve().parent
 DEFAULT_WORK = ".kslim/bench/compression/budget1-n2000-200-s0"
-FP32_MODEL = "baseline/out/models/baseline"
-INT8_MODELS = {
-    "qat": "qat/out/models/step1-qat",
-    "qat_pact": "qat_pact/out/models/step1-qat",
-    "ptq": "ptq/out/models/step1-ptq",
-}
 
 
 def usable_gpu() -> str:
@@ -51,7 +46,7 @@ def variants(work: Path, gpu: int) -> list[tuple[str, Path, Any]]:
     """(row label, model folder, predictor options) of every row whose model exists."""
     from kslim_runner.measure.predictor import PredictorOptions
 
-    base = work / FP32_MODEL
+    base = work / BASELINE_MODEL
     if not (base / "model.pdmodel").is_file():
         raise FileNotFoundError(f"{base} has no exported model; run bench/compression.py first")
     rows = [
@@ -63,7 +58,7 @@ def variants(work: Path, gpu: int) -> list[tuple[str, Path, Any]]:
             PredictorOptions(device="gpu", tensorrt=True, precision="fp16", gpu_id=gpu),
         ),
     ]
-    for name, rel in INT8_MODELS.items():
+    for name, rel in INT8_ROWS.items():
         if (work / rel / "model.pdmodel").is_file():
             opts = PredictorOptions(device="gpu", tensorrt=True, precision="int8", gpu_id=gpu)
             rows.append((f"{name}, TensorRT int8", work / rel, opts))

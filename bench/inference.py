@@ -31,6 +31,8 @@ from typing import Any
 import kslim_runner  # noqa: F401  (zlib before paddle)
 
 HERE = Path(__file__).resolve().parent
+#: Where bench/compression.py's jobs leave the exported models (bench/gpu_inference.py reads them too).
+BASELINE_MODEL = "baseline/out/models/baseline"
 INT8_ROWS = {"qat": "qat/out/models/step1-qat", "qat_pact": "qat_pact/out/models/step1-qat"}
 INT8_ROWS["ptq"] = "ptq/out/models/step1-ptq"
 #: Pruned fp32 models, timed with the rest so that their latency cut is measured side by side too.
@@ -49,7 +51,7 @@ def eval_rows(work: Path, reps: int, batch: int, threads: int) -> list[dict[str,
     from kslim_runner.measure.predictor import PredictorOptions, create_predictor
     from kslim_runner.measure.program import model_files
 
-    model = work / "baseline/out/models/baseline"
+    model = work / BASELINE_MODEL
     val = load_coco(work / "data/val/annotations.json", work / "data/val/images", 3)
     opts = PredictorOptions(threads=threads)
     predictor = create_predictor(model_files(model), opts)
@@ -222,12 +224,12 @@ def main(argv: list[str] | None = None) -> int:
         child_kernels(m, p, int(t), int(n))
         return 0
     work = Path(args.work).absolute()
-    if not (work / "baseline/out/models/baseline/model.pdmodel").is_file():
+    if not (work / BASELINE_MODEL / "model.pdmodel").is_file():
         raise SystemExit(f"{work}: no baseline model; run bench/compression.py --budget 0.25 first")
     t0, load0 = time.monotonic(), load()
     threads = [int(t) for t in args.threads.split(",")]
     evals = eval_rows(work, args.eval_reps, args.eval_batch, 2)
-    small = {"baseline": (work / "baseline/out/models/baseline", "fp32")}
+    small = {"baseline": (work / BASELINE_MODEL, "fp32")}
     for rows, precision in ((INT8_ROWS, "int8"), (PRUNED_ROWS, "fp32")):
         small |= {k: (work / v, precision) for k, v in rows.items() if (work / v / "model.pdmodel").is_file()}
     lat = [r for t in threads for r in latency_rows(small, 160, t, args.iterations, not args.no_kernels)]

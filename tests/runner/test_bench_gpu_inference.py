@@ -4,6 +4,7 @@ run (as on these CPU machines), and times the rows whose models a compression ru
 from __future__ import annotations
 
 import importlib.util
+import sys
 from pathlib import Path
 from types import ModuleType
 
@@ -15,6 +16,8 @@ SCRIPT = Path(__file__).resolve().parents[2] / "bench" / "gpu_inference.py"
 
 
 def _script() -> ModuleType:
+    if str(SCRIPT.parent) not in sys.path:  # as when run as a script: its sibling bench/inference.py
+        sys.path.insert(0, str(SCRIPT.parent))
     spec = importlib.util.spec_from_file_location("gpu_inference", SCRIPT)
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
@@ -42,7 +45,7 @@ def test_rows_are_the_baseline_in_three_modes_and_each_exported_int8_model(tmp_p
     script = _script()
     with pytest.raises(FileNotFoundError, match=r"run bench/compression\.py first"):
         script.variants(tmp_path, 0)
-    for rel in (script.FP32_MODEL, script.INT8_MODELS["ptq"]):
+    for rel in (script.BASELINE_MODEL, script.INT8_ROWS["ptq"]):
         (tmp_path / rel).mkdir(parents=True)
         (tmp_path / rel / "model.pdmodel").write_bytes(b"")
     rows = script.variants(tmp_path, 1)
