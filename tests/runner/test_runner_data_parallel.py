@@ -11,6 +11,7 @@ import pytest
 from kslim_runner.data.coco import load_coco
 from kslim_runner.data.loader import ResumableBatchSampler
 from kslim_runner.errors import UserError
+from kslim_runner.methods.distill_loss import DistillLoss, DistillStudent
 from kslim_runner.methods.prune import make_pruner
 from kslim_runner.methods.prune_plan import drop_backups
 from kslim_runner.methods.prune_select import conv_weights
@@ -61,14 +62,42 @@ def _pruned() -> Detector:
     return det
 
 
-def test_only_a_rebuildable_detector_with_the_detection_loss_spawns() -> None:
+def test_only_a_rebuildable_detector_with_a_known_loss_spawns(tmp_path: Path) -> None:
     det = build_detector(TINY)
-    assert distributed.can_spawn(det, default_loss)
-    assert not distributed.can_spawn(det, lambda d, b: default_loss(d, b))
-    assert distributed.can_spawn(_pruned(), default_loss)  # shapes differ, names do not
+    assert distributed.worker_task(det, default_loss, tmp_path) is not None
+    assert distributed.worker_task(det, lambda d, b, f=None: default_loss(d, b, f), tmp_path) is None
+    assert (
+        distributed.worker_task(_pruned(), default_loss, tmp_path) is not None
+    )  # shapes differ, names do not
     wrapped = build_detector(TINY)
     wrapped.extra = paddle.nn.Linear(2, 2)  # a name the architecture does not have (as QAT adds)
-    assert not distributed.can_spawn(wrapped, default_loss)
+    assert distributed.worker_task(wrapped, default_loss, tmp_path) is None
+    teacher = build_detector(TINY)
+    distill = DistillLoss(teacher, "yolov3", 1000.0)
+    assert distributed.worker_task(DistillStudent(det, None), distill, tmp_path) is not None
+    assert distributed.worker_task(DistillStudent(wrapped, None), distill, tmp_path) is None
+
+
+def test_distillation_trains_in_two_processes(
+    tiny_data: Path, tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    """The workers rebuild the pruned student, its feature adapters and the frozen teacher."""
+    index = load_coco(tiny_data / "train" / "annotations.json", tiny_data / "train" / "images", 3)
+    paddle.seed(0)
+    teacher = build_detector(TINY)
+    teacher_before = {k: v.numpy().copy() for k, v in teacher.state_dict().items()}
+    wrapper = DistillStudent(_pruned(), teacher.neck.out_channels)
+    before = {k: v.numpy().copy() for k, v in wrapper.state_dict().items()}
+    loss = DistillLoss(teacher, "yolov3+feature", 1000.0)
+    cfg = _cfg(iterations=2, processes=2)
+    result = train_detector(wrapper, index, cfg, tmp_path, stage="distill", loss_fn=loss)
+    assert "data parallel over 2 processes" in capfd.readouterr().out
+    assert result.steps_run == 2 and np.isfinite(result.final_loss)
+    after = wrapper.state_dict()
+    for name in ("student.heads.0.weight", "adapters.0.weight"):
+        assert not np.allclose(after[name].numpy(), before[name]), name  # both trained
+    assert all(np.array_equal(v.numpy(), teacher_before[k]) for k, v in teacher.state_dict().items())
+    assert not list(tmp_path.glob("dp-*"))  # the teacher's hand-over file is gone too
 
 
 def test_a_pruned_detector_fine_tunes_in_two_processes(tiny_data: Path, tmp_path: Path) -> None:

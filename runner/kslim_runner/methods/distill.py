@@ -7,7 +7,7 @@ from __future__ import annotations
 from kslim_api.v1alpha1 import DistillStep
 
 from kslim_runner.methods.common import fine_tune, fine_tune_config, save_weights, source_detector, step_key
-from kslim_runner.methods.distill_loss import DistillStudent, distill_loss_fn
+from kslim_runner.methods.distill_loss import DistillLoss, DistillStudent
 from kslim_runner.methods.teacher import check_teacher, prepare_teacher
 from kslim_runner.pipeline.context import RunContext
 from kslim_runner.pipeline.methods import register_method
@@ -30,7 +30,7 @@ def run_distill(ctx: RunContext, cfg: DistillStep, source: Row) -> Row:
     student = source_detector(ctx, source, "distill")
     feature = "feature" in cfg.loss
     wrapper = DistillStudent(student, teacher.neck.out_channels if feature else None)
-    loss_fn = distill_loss_fn(teacher, cfg.loss, float(cfg.weight))
+    loss_fn = DistillLoss(teacher, cfg.loss, float(cfg.weight))
     result = fine_tune(ctx, wrapper, fine_tune_config(ctx, cfg.fine_tune), work, "distill", loss_fn)
     weights = work / "model.pdparams"
     save_weights(student, weights)

@@ -13,12 +13,17 @@ difference; times FEATURE_SCALE so that one `weight` serves both terms."""
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 import paddle
 import paddle.nn.functional as F
 from paddle import nn
 
+from kslim_runner.atomic import write_with
 from kslim_runner.models.base import Detector
+from kslim_runner.train import distributed
 
 #: Feature term scale: with DistillYOLOv3Loss's usual weight (1000) the normalised MSE counts once.
 FEATURE_SCALE = 1e-3
@@ -63,61 +68,107 @@ def channel_norm(x: paddle.Tensor) -> paddle.Tensor:
     return (x - mean) / (std + 1e-6)
 
 
-def feature_distill_loss(
-    student: Sequence[paddle.Tensor], teacher: Sequence[paddle.Tensor], adapters: nn.LayerList
-) -> paddle.Tensor:
+def feature_distill_loss(student: Sequence[paddle.Tensor], teacher: Sequence[paddle.Tensor]) -> paddle.Tensor:
+    """student: the student's neck maps through their adapters (the teacher's channels)."""
     total = paddle.zeros([1])
-    for i, (s, t) in enumerate(zip(student, teacher, strict=True)):
-        total = total + ((channel_norm(adapters[i](s)) - channel_norm(t.detach())) ** 2).mean()
+    for s, t in zip(student, teacher, strict=True):
+        total = total + ((channel_norm(s) - channel_norm(t.detach())) ** 2).mean()
     return total * FEATURE_SCALE
 
 
 class DistillStudent(Detector):
     """What the training loop trains: the student and the feature adapters (their parameters go to
-    the optimizer, EMA and checkpoints); forward and loss are the student's."""
+    the optimizer, EMA and checkpoints). Its forward gives the student's neck maps (through the
+    adapters when there are any) and head outputs, what the distillation terms compare; every
+    parameter is used inside forward, as DataParallel requires. Its loss is the student's
+    detection loss."""
 
     def __init__(self, student: Detector, teacher_channels: Sequence[int] | None) -> None:
         super().__init__()
         self.config = student.config
         self.student = student
+        self.teacher_channels = list(teacher_channels) if teacher_channels else None
         channels = student.neck.out_channels
-        self.adapters = nn.LayerList(
-            [nn.Conv2D(cs, ct, 1) for cs, ct in zip(channels, teacher_channels or [], strict=False)]
-        )
+        # named apart in a scope of their own: the student's parameters are conv2d_0.w_0... (built
+        # in a fresh scope too), and the optimizer keys its moments by parameter name
+        with paddle.utils.unique_name.guard("distill_adapter_"):
+            self.adapters = nn.LayerList(
+                [nn.Conv2D(cs, ct, 1) for cs, ct in zip(channels, teacher_channels or [], strict=False)]
+            )
 
-    def forward(self, image: paddle.Tensor) -> list[paddle.Tensor]:
-        return self.student(image)
+    def forward(self, image: paddle.Tensor) -> tuple[list[paddle.Tensor], list[paddle.Tensor]]:
+        feats, outs = neck_and_heads(self.student, image)
+        if len(self.adapters):
+            feats = [adapter(f) for adapter, f in zip(self.adapters, feats, strict=True)]
+        return feats, outs
 
-    def loss(
-        self, outputs: list[paddle.Tensor], gt_box: paddle.Tensor, gt_label: paddle.Tensor
+    def loss(  # type: ignore[override]
+        self,
+        outputs: tuple[list[paddle.Tensor], list[paddle.Tensor]],
+        gt_box: paddle.Tensor,
+        gt_label: paddle.Tensor,
     ) -> paddle.Tensor:
-        return self.student.loss(outputs, gt_box, gt_label)
+        return self.student.loss(outputs[1], gt_box, gt_label)
 
 
-LossFn = Callable[[Detector, Sequence[paddle.Tensor]], paddle.Tensor]
+Forward = Callable[[paddle.Tensor], Any]
+TEACHER_WEIGHTS = f"{distributed.PREFIX}teacher.pdparams"
 
 
-def distill_loss_fn(teacher: Detector, kind: str, weight: float) -> LossFn:
+class DistillLoss:
     """The training loop's loss: the student's detection loss + weight x the distillation terms
     (`kind`: yolov3, feature or yolov3+feature). The teacher runs in eval mode without gradients."""
-    teacher.eval()
-    for p in teacher.parameters():
-        p.stop_gradient = True
-    terms = set(kind.split("+"))
-    nc = teacher.config.num_classes
 
-    def loss(wrapper: Detector, batch: Sequence[paddle.Tensor]) -> paddle.Tensor:
+    def __init__(self, teacher: Detector, kind: str, weight: float) -> None:
+        teacher.eval()
+        for p in teacher.parameters():
+            p.stop_gradient = True
+        self.teacher, self.kind, self.weight = teacher, kind, weight
+        self.terms = set(kind.split("+"))
+
+    def __call__(
+        self, detector: Detector, batch: Sequence[paddle.Tensor], forward: Forward | None = None
+    ) -> paddle.Tensor:
+        wrapper = detector
         assert isinstance(wrapper, DistillStudent)
         image, gt_box, gt_label = batch[0], batch[1], batch[2]
-        s_feats, s_outs = neck_and_heads(wrapper.student, image)
+        s_feats, s_outs = (forward or wrapper)(image)
         with paddle.no_grad():
-            t_feats, t_outs = neck_and_heads(teacher, image)
+            t_feats, t_outs = neck_and_heads(self.teacher, image)
         total = wrapper.student.loss(s_outs, gt_box, gt_label)
         extra = paddle.zeros([1])
-        if "yolov3" in terms:
-            extra = extra + yolov3_distill_loss(s_outs, t_outs, nc)
-        if "feature" in terms:
-            extra = extra + feature_distill_loss(s_feats, t_feats, wrapper.adapters)
-        return total + weight * extra.squeeze()
+        if "yolov3" in self.terms:
+            extra = extra + yolov3_distill_loss(s_outs, t_outs, self.teacher.config.num_classes)
+        if "feature" in self.terms:
+            extra = extra + feature_distill_loss(s_feats, t_feats)
+        return total + self.weight * extra.squeeze()
 
-    return loss
+    def worker_task(self, wrapper: Detector, workdir: Path) -> DistillTask | None:
+        """How a data-parallel worker rebuilds the student wrapper and this loss (the teacher's
+        weights go to workdir); None when the student or teacher is not a rebuildable detector."""
+        if not isinstance(wrapper, DistillStudent):
+            return None
+        student = distributed.detection_task(wrapper.student)
+        teacher = distributed.detection_task(self.teacher)
+        if student is None or teacher is None:
+            return None
+        workdir.mkdir(parents=True, exist_ok=True)
+        write_with(workdir / TEACHER_WEIGHTS, lambda tmp: paddle.save(self.teacher.state_dict(), str(tmp)))
+        return DistillTask(student, teacher, wrapper.teacher_channels, self.kind, self.weight)
+
+
+@dataclass(frozen=True)
+class DistillTask:
+    """A data-parallel worker's recipe for distillation (train/distributed.py's WorkerTask)."""
+
+    student: distributed.DetectionTask
+    teacher: distributed.DetectionTask
+    teacher_channels: list[int] | None
+    kind: str
+    weight: float
+
+    def build(self, workdir: Path) -> tuple[Detector, DistillLoss]:
+        teacher = self.teacher.build_detector()
+        teacher.set_state_dict(paddle.load(str(workdir / TEACHER_WEIGHTS)))
+        wrapper = DistillStudent(self.student.build_detector(), self.teacher_channels)
+        return wrapper, DistillLoss(teacher, self.kind, self.weight)

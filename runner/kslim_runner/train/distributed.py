@@ -2,11 +2,12 @@
 gloo across CPU cores (paddle 2.6's CPU convolutions use about one core each, so processes, not
 threads, are what make a multi-core CPU train faster).
 
-The job's process stays the parent: it saves the detector's weights, spawns the workers, and loads
-the weights rank 0 wrote at the end. Each worker rebuilds the detector from its config and layout
-(models/layout.py), so this covers built-in detectors, pruned or not, trained with the detection
-loss (the baseline, a teacher, pruning's fine-tuning); a model wrapped for quantization or a custom
-loss (distillation) trains in the parent's process.
+The job's process stays the parent: it saves the weights of the layer being trained, spawns the
+workers, and loads the weights rank 0 wrote at the end. Each worker rebuilds that layer and its loss
+from a WorkerTask, a picklable recipe: DetectionTask for a built-in detector, pruned or not, trained
+with the detection loss (the baseline, a teacher, pruning's fine-tuning); a loss that knows how to
+rebuild itself (distillation's, methods/distill_loss.py) supplies its own. A model wrapped for
+quantization trains in the parent's process.
 """
 
 from __future__ import annotations
@@ -19,8 +20,9 @@ import socket
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import paddle
 
@@ -33,10 +35,40 @@ from kslim_runner.models.layout import apply_layout, layout_of
 from kslim_runner.train.config import TrainConfig
 
 if TYPE_CHECKING:  # loop imports this module
-    from kslim_runner.train.loop import TrainResult
+    from kslim_runner.train.loop import LossFn, TrainResult
 
+#: Hand-over files between the parent and its workers; every file a task writes starts with PREFIX
+#: too, so that all of them are removed once training ends.
+PREFIX = "dp-"
 JOB, INIT, FINAL = "dp-job.pickle", "dp-init.pdparams", "dp-final.pdparams"
 RESULT, ERROR = "dp-result.json", "dp-error.json"
+
+
+class WorkerTask(Protocol):
+    """How a worker rebuilds the layer being trained (before its weights are loaded) and the loss
+    that trains it. Picklable; files it needs are written to the work folder, named PREFIX*."""
+
+    def build(self, workdir: Path) -> tuple[Detector, LossFn]: ...
+
+
+@dataclass(frozen=True)
+class DetectionTask:
+    """A built-in detector (its config and layout, so pruned shapes too) with the detection loss."""
+
+    config: dict[str, Any]
+    layout: dict[str, Any]
+
+    def build_detector(self) -> Detector:
+        from kslim_runner.models.registry import build_detector
+
+        det = build_detector(DetectorConfig.from_dict(self.config))
+        apply_layout(det, self.layout)
+        return det
+
+    def build(self, workdir: Path) -> tuple[Detector, LossFn]:
+        from kslim_runner.train.loop import default_loss
+
+        return self.build_detector(), default_loss
 
 
 def gpu_count() -> int:
@@ -50,23 +82,36 @@ def resolve_processes(requested: int | None) -> int:
     return max(1, gpu_count())
 
 
-def can_spawn(detector: Detector, loss_fn: Any) -> bool:
-    """The detection loss on a detector a worker can rebuild from its config and layout: the same
-    parameter names as the architecture (pruning changes shapes only; quantization wrappers add
-    names)."""
+def detection_task(detector: Any) -> DetectionTask | None:
+    """The recipe for a detector a worker can rebuild from its config and layout: one with the same
+    parameter names as its architecture (pruning changes shapes only; quantization wrappers add
+    names). None for anything else."""
     from kslim_runner.models.registry import build_detector
+
+    config = getattr(detector, "config", None)
+    if not isinstance(config, DetectorConfig):
+        return None
+    if build_detector(config).state_dict().keys() != detector.state_dict().keys():
+        return None
+    return DetectionTask(config.to_dict(), layout_of(detector))
+
+
+def worker_task(detector: Detector, loss_fn: Any, workdir: Path) -> WorkerTask | None:
+    """How workers rebuild this training, or None when it can only run in this process: the
+    detection loss on a rebuildable detector, or a loss with its own `worker_task`."""
     from kslim_runner.train.loop import default_loss
 
-    if loss_fn is not default_loss or not isinstance(getattr(detector, "config", None), DetectorConfig):
-        return False
-    return build_detector(detector.config).state_dict().keys() == detector.state_dict().keys()
+    if loss_fn is default_loss:
+        return detection_task(detector)
+    own = getattr(loss_fn, "worker_task", None)
+    return own(detector, workdir) if callable(own) else None
 
 
 def train_spawned(
-    detector: Detector, index: CocoIndex, cfg: TrainConfig, workdir: Path, *, stage: str
+    detector: Detector, task: WorkerTask, index: CocoIndex, cfg: TrainConfig, workdir: Path, *, stage: str
 ) -> TrainResult:
-    """Train `detector` in cfg.processes processes; it ends holding rank 0's final weights (the EMA
-    when enabled), in eval mode. Returns rank 0's TrainResult."""
+    """Train `detector` in cfg.processes processes that rebuild it from `task`; it ends holding rank
+    0's final weights (the EMA when enabled), in eval mode. Returns rank 0's TrainResult."""
     from kslim_runner.train.loop import TrainResult
 
     gpus = gpu_count()
@@ -85,9 +130,7 @@ def train_spawned(
     job = workdir / JOB
     write_with(
         job,
-        lambda tmp: tmp.write_bytes(
-            pickle.dumps((detector.config.to_dict(), layout_of(detector), index, cfg, stage))
-        ),
+        lambda tmp: tmp.write_bytes(pickle.dumps((task, index, cfg, stage))),
     )
     codes = _run_workers(job, cfg.processes, backend)
     error = workdir / ERROR
@@ -99,8 +142,8 @@ def train_spawned(
     detector.set_state_dict(paddle.load(str(workdir / FINAL)))
     detector.eval()
     result = TrainResult(**json.loads((workdir / RESULT).read_text()))
-    for name in (INIT, FINAL, RESULT, JOB):
-        (workdir / name).unlink(missing_ok=True)
+    for handed_over in workdir.glob(f"{PREFIX}*"):
+        handed_over.unlink(missing_ok=True)
     return result
 
 
@@ -166,8 +209,7 @@ def _die_with_parent() -> None:
 
 def _worker(job: Path) -> None:
     _die_with_parent()
-    config, layout, index, cfg, stage = pickle.loads(job.read_bytes())
-    from kslim_runner.models.registry import build_detector
+    task, index, cfg, stage = pickle.loads(job.read_bytes())
     from kslim_runner.train.loop import Rank, train_in_process
 
     paddle.distributed.init_parallel_env()
@@ -175,14 +217,13 @@ def _worker(job: Path) -> None:
     if gpu_count() == 0:
         use_cpu_threads(max(1, cpu_threads() // rank.world))
     work = job.parent
-    det = build_detector(DetectorConfig.from_dict(config))
-    apply_layout(det, layout)
+    det, task_loss = task.build(work)
     det.set_state_dict(paddle.load(str(work / INIT)))
     model = paddle.DataParallel(det)
 
-    def loss(d: Detector, batch: Any) -> paddle.Tensor:
-        # through the DataParallel wrapper, so backward all-reduces the gradients
-        return d.loss(model(batch[0]), batch[1], batch[2])
+    def loss(detector: Detector, batch: Any, forward: Any = None) -> paddle.Tensor:
+        # the forward pass through the DataParallel wrapper, so backward all-reduces the gradients
+        return task_loss(detector, batch, model)
 
     try:
         result = train_in_process(det, index, cfg, work, stage=stage, loss_fn=loss, rank=rank)

@@ -7,6 +7,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
+from typing import Any, Protocol
 
 import paddle
 
@@ -20,7 +21,19 @@ from kslim_runner.train.config import TrainConfig, lr_factor
 from kslim_runner.train.ema import ModelEMA
 from kslim_runner.train.optim import build_optimizer
 
-LossFn = Callable[[Detector, Sequence[paddle.Tensor]], paddle.Tensor]
+Forward = Callable[[paddle.Tensor], Any]
+
+
+class LossFn(Protocol):
+    """The loss of one batch for the layer being trained. `forward` runs that layer's forward pass:
+    the layer itself by default, its DataParallel wrapper in a data-parallel worker (the wrapper's
+    forward is what makes backward all-reduce the gradients)."""
+
+    def __call__(
+        self, detector: Detector, batch: Sequence[paddle.Tensor], forward: Forward | None = None
+    ) -> paddle.Tensor: ...
+
+
 WARM_STEPS = 5  # steps left out of the step-time figure (loader start-up, first kernels)
 
 
@@ -66,9 +79,11 @@ class TrainResult:
         return asdict(self)
 
 
-def default_loss(detector: Detector, batch: Sequence[paddle.Tensor]) -> paddle.Tensor:
+def default_loss(
+    detector: Detector, batch: Sequence[paddle.Tensor], forward: Forward | None = None
+) -> paddle.Tensor:
     image, gt_box, gt_label = batch[0], batch[1], batch[2]
-    return detector.loss(detector(image), gt_box, gt_label)
+    return detector.loss((forward or detector)(image), gt_box, gt_label)
 
 
 def _restore(
@@ -103,18 +118,21 @@ def train_detector(
     averaged weights, in eval mode.
 
     With cfg.processes > 1 a built-in detector (pruned or not) trains data-parallel in that many
-    processes (train/distributed.py); a quantization-wrapped model or a custom loss (distillation)
-    trains in this process."""
+    processes (train/distributed.py), with the detection loss or a distillation loss; a
+    quantization-wrapped model trains in this process."""
     if cfg.processes != 1:
         from kslim_runner.train import distributed
 
         n = distributed.resolve_processes(cfg.processes)
-        if n > 1 and distributed.can_spawn(detector, loss_fn):
-            return distributed.train_spawned(detector, index, replace(cfg, processes=n), workdir, stage=stage)
+        task = distributed.worker_task(detector, loss_fn, Path(workdir)) if n > 1 else None
+        if task is not None:
+            return distributed.train_spawned(
+                detector, task, index, replace(cfg, processes=n), workdir, stage=stage
+            )
         if n > 1:
             print(
                 f"kslim: {stage}: trains in one process (data parallel covers built-in detectors, "
-                "pruned or not, trained with the detection loss)",
+                "pruned or not, trained with the detection or a distillation loss)",
                 flush=True,
             )
     return train_in_process(detector, index, cfg, workdir, stage=stage, loss_fn=loss_fn)
