@@ -60,7 +60,7 @@ tools: ## Install promtool and prometheus (Debian package) for the metrics tests
 lint: venv ## ruff (lint + format check) and mypy on the schema, operator and runner.
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
-	$(VENV)/bin/mypy api/kslim_api operator/kslim_operator
+	$(VENV)/bin/mypy api/kslim_api operator/kslim_operator runner/kslim_runner
 
 .PHONY: fmt
 fmt: venv ## Format and auto-fix the code.

@@ -33,7 +33,7 @@ def write_json(path: Path, obj: Any, *, indent: int | None = 2) -> None:
     write_text(path, json.dumps(obj, indent=indent, sort_keys=False) + "\n")
 
 
-def write_with(path: Path, writer: Callable[[Path], None]) -> None:
+def write_with(path: Path, writer: Callable[[Path], object]) -> None:
     """`writer(tmp_path)` writes the file (paddle.save, savefig, ...); then it is renamed into place."""
     with atomic_path(path) as tmp:
         writer(tmp)

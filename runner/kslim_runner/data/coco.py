@@ -99,7 +99,7 @@ def load_coco(
     for ann in doc["annotations"]:
         try:
             iid, cid = int(ann["image_id"]), int(ann["category_id"])
-            x, y, w, h = (float(v) for v in ann["bbox"])
+            x, y, bw, bh = (float(v) for v in ann["bbox"])
         except (KeyError, TypeError, ValueError) as e:
             raise UserError(
                 f"annotation file {annotations}: annotation {ann.get('id')} is malformed ({e})"
@@ -114,10 +114,10 @@ def load_coco(
             raise UserError(
                 f"annotation file {annotations}: annotation {ann.get('id')} names unknown image {iid}"
             )
-        if ann.get("iscrowd", 0) or w <= 1 or h <= 1:
+        if ann.get("iscrowd", 0) or bw <= 1 or bh <= 1:
             continue
         r = row_of[iid]
-        per_boxes[r].append([x, y, x + w, y + h])
+        per_boxes[r].append([x, y, x + bw, y + bh])
         per_labels[r].append(label_of[cid])
     index = CocoIndex(
         annotations=annotations,

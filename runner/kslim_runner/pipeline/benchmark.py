@@ -64,17 +64,17 @@ class BenchmarkStage(Stage):
                     opts = PredictorOptions(
                         device=ctx.device.device, precision=prec, threads=b.threads, tensorrt=b.tensorrt
                     )
-                    todo.append((row, opts))
+                    todo.append((row, ctx.path(row.export_dir), opts))
         progress = Progress(self.stage, 1)
         if todo:
             lats = compare_latency(
-                [(ctx.path(row.export_dir), opts) for row, opts in todo],
+                [(model, opts) for _, model, opts in todo],
                 batch_size=b.batch_size,
                 warmup=b.warmup,
                 iterations=b.iterations,
                 sample=sample,
             )
-            for (row, opts), lat in zip(todo, lats, strict=True):
+            for (row, _, opts), lat in zip(todo, lats, strict=True):
                 row.latency[opts.precision] = lat.to_dict()
         for row in rows:
             ctx.put_row(row)

@@ -114,11 +114,12 @@ def train_spawned(
     0's final weights (the EMA when enabled), in eval mode. Returns rank 0's TrainResult."""
     from kslim_runner.train.loop import TrainResult
 
+    n = resolve_processes(cfg.processes)
     gpus = gpu_count()
-    if gpus and cfg.processes > gpus:
+    if gpus and n > gpus:
         raise UserError(
-            f"train.dataParallel is {cfg.processes} but {gpus} GPU(s) are visible; request "
-            f"{cfg.processes} GPUs (spec.resources.gpus) or lower train.dataParallel"
+            f"train.dataParallel is {n} but {gpus} GPU(s) are visible; request "
+            f"{n} GPUs (spec.resources.gpus) or lower train.dataParallel"
         )
     backend = "nccl" if gpus > 0 else "gloo"
     workdir = Path(workdir)
@@ -126,13 +127,10 @@ def train_spawned(
     for name in (FINAL, RESULT, ERROR):
         (workdir / name).unlink(missing_ok=True)
     write_with(workdir / INIT, lambda tmp: paddle.save(detector.state_dict(), str(tmp)))
-    print(f"kslim: {stage}: data parallel over {cfg.processes} processes ({backend})", flush=True)
+    print(f"kslim: {stage}: data parallel over {n} processes ({backend})", flush=True)
     job = workdir / JOB
-    write_with(
-        job,
-        lambda tmp: tmp.write_bytes(pickle.dumps((task, index, cfg, stage))),
-    )
-    codes = _run_workers(job, cfg.processes, backend)
+    write_with(job, lambda tmp: tmp.write_bytes(pickle.dumps((task, index, cfg, stage))))
+    codes = _run_workers(job, n, backend)
     error = workdir / ERROR
     if error.is_file():  # a worker's user error (e.g. the loss diverged): the same exit as in-process
         e = json.loads(error.read_text())
