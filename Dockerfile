@@ -4,15 +4,20 @@
 #   docker build --target runner   -t kslim-runner   .   (PaddlePaddle GPU 2.6.2 + PaddleSlim 2.6.0)
 # Both install with requirements/constraints.txt, the same lock CI installs, so CI proves these steps.
 
+# ---------------------------------------------------------------------------- source
+# What both images install, copied once.
+FROM scratch AS source
+COPY pyproject.toml README.md /src/
+COPY requirements/constraints.txt /src/requirements/constraints.txt
+COPY api /src/api
+COPY operator /src/operator
+COPY runner /src/runner
+
 # ---------------------------------------------------------------------------- operator
 FROM python:3.11.11-slim-bookworm AS operator
 ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
 WORKDIR /app
-COPY pyproject.toml README.md ./
-COPY requirements/constraints.txt requirements/constraints.txt
-COPY api api
-COPY operator operator
-COPY runner runner
+COPY --from=source /src ./
 RUN pip install -c requirements/constraints.txt ".[operator]" \
  && useradd --uid 65532 --no-create-home --shell /usr/sbin/nologin kslim
 USER 65532:65532
@@ -35,11 +40,7 @@ RUN apt-get update \
  && rm -rf /var/lib/apt/lists/* \
  && python3.11 -m venv /opt/kslim
 WORKDIR /app
-COPY pyproject.toml README.md ./
-COPY requirements/constraints.txt requirements/constraints.txt
-COPY api api
-COPY operator operator
-COPY runner runner
+COPY --from=source /src ./
 RUN pip install -c requirements/constraints.txt ".[runner,gpu]" \
  && useradd --uid 65532 --no-create-home --shell /usr/sbin/nologin kslim
 USER 65532:65532

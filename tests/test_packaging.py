@@ -92,7 +92,9 @@ def test_dockerfile_has_both_targets_running_as_non_root() -> None:
     assert re.search(r"^FROM .+ AS operator$", text, re.M)
     assert re.search(r"^FROM nvidia/cuda:11\.8\.\S*cudnn8\S* AS runner$", text, re.M)
     stages = re.split(r"^FROM ", text, flags=re.M)[1:]
-    for stage in stages:
+    images = [s for s in stages if re.search(r"^ENTRYPOINT ", s, re.M)]  # not the source stage
+    assert len(images) == 2
+    for stage in images:
         users = re.findall(r"^USER (\S+)", stage, re.M)
         assert users and not users[-1].startswith(("0", "root")), stage.splitlines()[0]
     operator_stage = next(s for s in stages if " AS operator" in s.splitlines()[0])
