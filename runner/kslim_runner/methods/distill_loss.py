@@ -12,10 +12,9 @@ difference; times FEATURE_SCALE so that one `weight` serves both terms."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import paddle
 import paddle.nn.functional as F
@@ -24,6 +23,7 @@ from paddle import nn
 from kslim_runner.atomic import write_with
 from kslim_runner.models.base import Detector
 from kslim_runner.train import distributed
+from kslim_runner.train.loop import Forward
 
 #: Feature term scale: with DistillYOLOv3Loss's usual weight (1000) the normalised MSE counts once.
 FEATURE_SCALE = 1e-3
@@ -111,7 +111,6 @@ class DistillStudent(Detector):
         return self.student.loss(outputs[1], gt_box, gt_label)
 
 
-Forward = Callable[[paddle.Tensor], Any]
 TEACHER_WEIGHTS = f"{distributed.PREFIX}teacher.pdparams"
 
 
@@ -129,13 +128,12 @@ class DistillLoss:
     def __call__(
         self, detector: Detector, batch: Sequence[paddle.Tensor], forward: Forward | None = None
     ) -> paddle.Tensor:
-        wrapper = detector
-        assert isinstance(wrapper, DistillStudent)
+        assert isinstance(detector, DistillStudent)
         image, gt_box, gt_label = batch[0], batch[1], batch[2]
-        s_feats, s_outs = (forward or wrapper)(image)
+        s_feats, s_outs = (forward or detector)(image)
         with paddle.no_grad():
             t_feats, t_outs = neck_and_heads(self.teacher, image)
-        total = wrapper.student.loss(s_outs, gt_box, gt_label)
+        total = detector.student.loss(s_outs, gt_box, gt_label)
         extra = paddle.zeros([1])
         if "yolov3" in self.terms:
             extra = extra + yolov3_distill_loss(s_outs, t_outs, self.teacher.config.num_classes)
