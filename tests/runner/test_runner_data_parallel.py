@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import paddle
 import pytest
-from kslim_runner.data.coco import load_coco
+from kslim_runner.data.coco import CocoIndex, load_coco
 from kslim_runner.data.loader import ResumableBatchSampler
 from kslim_runner.errors import UserError
 from kslim_runner.methods.distill_loss import DistillLoss, DistillStudent
@@ -54,6 +54,14 @@ def test_the_job_setting_reaches_the_training_config() -> None:
     assert distributed.resolve_processes(3) == 3
 
 
+def _train_index(tiny_data: Path) -> CocoIndex:
+    return load_coco(tiny_data / "train" / "annotations.json", tiny_data / "train" / "images", 3)
+
+
+def _values(layer: paddle.nn.Layer) -> dict[str, np.ndarray]:
+    return {k: v.numpy().copy() for k, v in layer.state_dict().items()}
+
+
 def _pruned() -> Detector:
     det = build_detector(TINY)
     pruner = make_pruner("l1_norm", det)
@@ -82,12 +90,12 @@ def test_distillation_trains_in_two_processes(
     tiny_data: Path, tmp_path: Path, capfd: pytest.CaptureFixture[str]
 ) -> None:
     """The workers rebuild the pruned student, its feature adapters and the frozen teacher."""
-    index = load_coco(tiny_data / "train" / "annotations.json", tiny_data / "train" / "images", 3)
+    index = _train_index(tiny_data)
     paddle.seed(0)
     teacher = build_detector(TINY)
-    teacher_before = {k: v.numpy().copy() for k, v in teacher.state_dict().items()}
+    teacher_before = _values(teacher)
     wrapper = DistillStudent(_pruned(), teacher.neck.out_channels)
-    before = {k: v.numpy().copy() for k, v in wrapper.state_dict().items()}
+    before = _values(wrapper)
     loss = DistillLoss(teacher, "yolov3+feature", 1000.0)
     cfg = _cfg(iterations=2, processes=2)
     result = train_detector(wrapper, index, cfg, tmp_path, stage="distill", loss_fn=loss)
@@ -101,7 +109,7 @@ def test_distillation_trains_in_two_processes(
 
 
 def test_a_pruned_detector_fine_tunes_in_two_processes(tiny_data: Path, tmp_path: Path) -> None:
-    index = load_coco(tiny_data / "train" / "annotations.json", tiny_data / "train" / "images", 3)
+    index = _train_index(tiny_data)
     det = _pruned()
     shapes = layout_of(det)["shapes"]
     result = train_detector(det, index, _cfg(iterations=2, processes=2), tmp_path, stage="prune")
@@ -112,10 +120,10 @@ def test_a_pruned_detector_fine_tunes_in_two_processes(tiny_data: Path, tmp_path
 def test_two_cpu_processes_train_checkpoint_and_resume(
     tiny_data: Path, tmp_path: Path, capfd: pytest.CaptureFixture[str]
 ) -> None:
-    index = load_coco(tiny_data / "train" / "annotations.json", tiny_data / "train" / "images", 3)
+    index = _train_index(tiny_data)
     paddle.seed(0)
     det = build_detector(TINY)
-    before = {k: v.numpy().copy() for k, v in det.state_dict().items()}
+    before = _values(det)
     first = train_detector(det, index, _cfg(processes=2), tmp_path, stage="baseline")
     assert first.steps_run == 6 and np.isfinite(first.final_loss)
     assert not det.training  # ends in eval mode holding rank 0's (EMA) weights
@@ -132,7 +140,7 @@ def test_two_cpu_processes_train_checkpoint_and_resume(
 
 
 def test_a_worker_user_error_ends_the_run_as_a_user_error(tiny_data: Path, tmp_path: Path) -> None:
-    index = load_coco(tiny_data / "train" / "annotations.json", tiny_data / "train" / "images", 3)
+    index = _train_index(tiny_data)
     bad = tmp_path / "bad.jpg"
     bad.write_bytes(b"not a jpeg")
     index.files = [bad] * len(index.files)
@@ -145,6 +153,6 @@ def test_a_worker_user_error_ends_the_run_as_a_user_error(tiny_data: Path, tmp_p
 def test_nccl_across_gpus(tiny_data: Path, tmp_path: Path) -> None:
     if distributed.gpu_count() < 2:
         pytest.skip("needs two GPUs")
-    index = load_coco(tiny_data / "train" / "annotations.json", tiny_data / "train" / "images", 3)
+    index = _train_index(tiny_data)
     result = train_detector(build_detector(TINY), index, _cfg(processes=None), tmp_path, stage="baseline")
     assert result.steps_run == 6 and np.isfinite(result.final_loss)
