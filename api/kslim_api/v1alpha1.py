@@ -370,8 +370,8 @@ class TrainSpec(Spec):
     data_parallel: int | None = Field(default=None, ge=1, le=64)
     """Training processes (data parallel, paddle.distributed; each gets batchSize images per step).
     Default: one per GPU in spec.resources. On a CPU set it to the cores to use: Paddle's CPU
-    convolutions use about one core per process. Covers the baseline, a distillation teacher,
-    pruning's fine-tuning and distillation; QAT fine-tunes in one process."""
+    convolutions use about one core per process. Covers every training: the baseline, a
+    distillation teacher, and the fine-tuning of pruning, QAT and distillation."""
     log_every_iterations: int = Field(default=10, ge=1, le=1_000_000)
     """How often a progress line (JSON) is printed."""
     checkpoint_every_iterations: int = Field(default=100, ge=1, le=10_000_000)

@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import paddle
 import pytest
+from kslim_api.v1alpha1 import QATStep
 from kslim_runner.data.coco import CocoIndex, load_coco
 from kslim_runner.data.loader import ResumableBatchSampler
 from kslim_runner.errors import UserError
@@ -15,6 +16,7 @@ from kslim_runner.methods.distill_loss import DistillLoss, DistillStudent
 from kslim_runner.methods.prune import make_pruner
 from kslim_runner.methods.prune_plan import drop_backups
 from kslim_runner.methods.prune_select import conv_weights
+from kslim_runner.methods.qat import QATTask, quant_config, quantize
 from kslim_runner.models import DetectorConfig, build_detector
 from kslim_runner.models.base import Detector
 from kslim_runner.models.layout import layout_of
@@ -115,6 +117,30 @@ def test_a_pruned_detector_fine_tunes_in_two_processes(tiny_data: Path, tmp_path
     result = train_detector(det, index, _cfg(iterations=2, processes=2), tmp_path, stage="prune")
     assert result.steps_run == 2 and np.isfinite(result.final_loss)
     assert layout_of(det)["shapes"] == shapes  # the workers trained the pruned layout
+
+
+def test_a_quantized_detector_fine_tunes_in_two_processes(
+    tiny_data: Path, tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    """QAT after pruning (a prune + QAT chain): the workers rebuild the pruned detector, quantize it
+    alike and train weights, PACT clipping and activation scales."""
+    index = _train_index(tiny_data)
+    det = _pruned()
+    config = quant_config(QATStep(pact=True))
+    task = QATTask(distributed.detection_task(det), config)  # type: ignore[arg-type]
+    quantize(det, config)
+    assert distributed.worker_task(det, default_loss, tmp_path) is None  # names a rebuild lacks
+    before = _values(det)
+    cfg = _cfg(iterations=2, processes=2)
+    result = train_detector(det, index, cfg, tmp_path, stage="qat", task=task)
+    assert "data parallel over 2 processes" in capfd.readouterr().out
+    assert result.steps_run == 2 and np.isfinite(result.final_loss)
+    after = det.state_dict()
+    assert after.keys() == before.keys()
+    conv = "backbone.conv1.conv._layer."
+    for name in ("weight", "_act_preprocess.alpha", "_fake_quant_input._scale"):
+        assert not np.allclose(after[conv + name].numpy(), before[conv + name]), name
+    assert not list(tmp_path.glob("dp-*"))
 
 
 def test_two_cpu_processes_train_checkpoint_and_resume(

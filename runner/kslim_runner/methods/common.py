@@ -23,6 +23,7 @@ from kslim_runner.pipeline.context import RunContext
 from kslim_runner.pipeline.models import load_row_model
 from kslim_runner.pipeline.state import Row
 from kslim_runner.train.config import TrainConfig, iterations_for, train_config_from_spec
+from kslim_runner.train.distributed import WorkerTask
 from kslim_runner.train.loop import LossFn, TrainResult, default_loss, train_detector
 
 
@@ -89,10 +90,17 @@ def fine_tune_config(ctx: RunContext, fine_tune: Any) -> TrainConfig:
 
 
 def fine_tune(
-    ctx: RunContext, det: Detector, cfg: TrainConfig, work: Path, stage: str, loss_fn: LossFn = default_loss
+    ctx: RunContext,
+    det: Detector,
+    cfg: TrainConfig,
+    work: Path,
+    stage: str,
+    loss_fn: LossFn = default_loss,
+    task: WorkerTask | None = None,
 ) -> TrainResult:
-    """The runner's training loop (resumable from work/checkpoint, which is removed once done)."""
-    result = train_detector(det, ctx.index("train"), cfg, work, stage=stage, loss_fn=loss_fn)
+    """The runner's training loop (resumable from work/checkpoint, which is removed once done);
+    `task` tells data-parallel workers how to rebuild a model they cannot derive themselves."""
+    result = train_detector(det, ctx.index("train"), cfg, work, stage=stage, loss_fn=loss_fn, task=task)
     shutil.rmtree(work / "checkpoint", ignore_errors=True)
     return result
 

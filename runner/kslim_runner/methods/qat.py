@@ -2,13 +2,16 @@
 abs-max weights, moving-average abs-max activations, optional PACT clipping), fine-tuned with the
 runner's training loop and exported as an int8 inference model (quantize/dequantize_linear ops,
 int8 weights) that Paddle Inference runs in int8 (oneDNN on CPU, TensorRT on GPU). The export
-is checked: no quantized weights means a failed step, never a float model labelled int8."""
+is checked: no quantized weights means a failed step, never a float model labelled int8.
+Fine-tuning runs data-parallel like any other training: each worker rebuilds the source detector and
+quantizes it alike (QATTask)."""
 
 from __future__ import annotations
 
 import os
 import shutil
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +38,8 @@ from kslim_runner.pipeline.context import RunContext
 from kslim_runner.pipeline.methods import register_method
 from kslim_runner.pipeline.models import load_row_model, load_weights, register_loader
 from kslim_runner.pipeline.state import Row
+from kslim_runner.train.distributed import DetectionTask, detection_task
+from kslim_runner.train.loop import LossFn, default_loss
 
 LAYER_TYPES: dict[str, type[nn.Layer]] = {"Conv2D": nn.Conv2D, "Linear": nn.Linear}
 
@@ -66,6 +71,20 @@ def quantize(det: Detector, config: dict[str, Any]) -> tuple[ExportModel, QAT]:
     quanter = QAT(config=config)
     quanter.quantize(wrapper)
     return wrapper, quanter
+
+
+@dataclass(frozen=True)
+class QATTask:
+    """How a data-parallel worker rebuilds the model being fine-tuned: the source detector, quantized
+    with the same config (the weights, scales included, come from the parent afterwards)."""
+
+    source: DetectionTask
+    config: dict[str, Any]
+
+    def build(self, workdir: Path) -> tuple[Detector, LossFn]:
+        det = self.source.build_detector()
+        quantize(det, self.config)
+        return det, default_loss
 
 
 def count_layers(det: nn.Layer, types: list[str]) -> int:
@@ -121,8 +140,10 @@ def run_qat(ctx: RunContext, cfg: QATStep, source: Row) -> Row:
     work = ctx.stage_dir(key)
     det = source_detector(ctx, source, "qat")
     config = quant_config(cfg)
+    source_task = detection_task(det)  # before quantizing adds the names a rebuild cannot derive
     wrapper, quanter = quantize(det, config)
-    result = fine_tune(ctx, det, fine_tune_config(ctx, cfg.fine_tune), work, "qat")
+    task = QATTask(source_task, config) if source_task is not None else None
+    result = fine_tune(ctx, det, fine_tune_config(ctx, cfg.fine_tune), work, "qat", task=task)
     weights = work / "model.pdparams"
     save_weights(det, weights)
     out = export_quantized(wrapper, quanter, ctx.out / "models" / key, ctx.labels)

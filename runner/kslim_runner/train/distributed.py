@@ -6,8 +6,8 @@ The job's process stays the parent: it saves the weights of the layer being trai
 workers, and loads the weights rank 0 wrote at the end. Each worker rebuilds that layer and its loss
 from a WorkerTask, a picklable recipe: DetectionTask for a built-in detector, pruned or not, trained
 with the detection loss (the baseline, a teacher, pruning's fine-tuning); a loss that knows how to
-rebuild itself (distillation's, methods/distill_loss.py) supplies its own. A model wrapped for
-quantization trains in the parent's process.
+rebuild itself (distillation's, methods/distill_loss.py) supplies its own, and so does a method whose
+model a worker cannot derive from the layer (QAT's fake-quant wrappers, methods/qat.py).
 """
 
 from __future__ import annotations

@@ -7,7 +7,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import paddle
 
@@ -20,6 +20,9 @@ from kslim_runner.train.checkpoint import Checkpoint, load_checkpoint, save_chec
 from kslim_runner.train.config import TrainConfig, lr_factor
 from kslim_runner.train.ema import ModelEMA
 from kslim_runner.train.optim import build_optimizer
+
+if TYPE_CHECKING:  # distributed imports this module
+    from kslim_runner.train.distributed import WorkerTask
 
 Forward = Callable[[paddle.Tensor], Any]
 
@@ -112,27 +115,29 @@ def train_detector(
     *,
     stage: str,
     loss_fn: LossFn = default_loss,
+    task: WorkerTask | None = None,
 ) -> TrainResult:
     """Train `detector` in place for cfg.iterations steps (or cfg.time_budget_seconds), resuming from
     workdir/checkpoint when one of the same length exists. With EMA, the detector ends holding the
     averaged weights, in eval mode.
 
-    With cfg.processes > 1 a built-in detector (pruned or not) trains data-parallel in that many
-    processes (train/distributed.py), with the detection loss or a distillation loss; a
-    quantization-wrapped model trains in this process."""
+    With cfg.processes > 1 the training runs data-parallel in that many processes
+    (train/distributed.py) when workers can rebuild it: from `task`, or else from the detector and
+    loss (a built-in detector, pruned or not, with the detection or a distillation loss)."""
     if cfg.processes != 1:
         from kslim_runner.train import distributed
 
         n = distributed.resolve_processes(cfg.processes)
-        task = distributed.worker_task(detector, loss_fn, Path(workdir)) if n > 1 else None
-        if task is not None:
+        if n > 1 and task is None:
+            task = distributed.worker_task(detector, loss_fn, Path(workdir))
+        if n > 1 and task is not None:
             return distributed.train_spawned(
                 detector, task, index, replace(cfg, processes=n), workdir, stage=stage
             )
         if n > 1:
             print(
                 f"kslim: {stage}: trains in one process (data parallel covers built-in detectors, "
-                "pruned or not, trained with the detection or a distillation loss)",
+                "pruned, quantized or not, trained with the detection or a distillation loss)",
                 flush=True,
             )
     return train_in_process(detector, index, cfg, workdir, stage=stage, loss_fn=loss_fn)
