@@ -477,7 +477,8 @@ class DistillStep(Spec):
     weight: Decimal = "1000"
     """Weight of the distillation loss next to the detection loss. The terms are means over every
     anchor and position (as in PaddleDetection's DistillYOLOv3Loss, whose configs use 1000), so
-    small weights leave the teacher almost unheard."""
+    small weights leave the teacher almost unheard. With a teacher not far stronger than the
+    student, lower it (about 300) so the labels keep half of the loss (docs/BENCHMARKS.md)."""
     fine_tune: FineTuneSpec = Field(default_factory=FineTuneSpec)
     """Student training with the teacher."""
 
