@@ -209,13 +209,23 @@ class LeaderElector:
         Bounded: an API server that does not answer must not hold up a stopping operator (the
         Lease then simply expires)."""
         self._stop.set()
+        deadline = time.monotonic() + timeout
         try:
-            lease = self._read(timeout / 2)
-            if lease is not None and lease.spec and lease.spec.holder_identity == self.identity:
+            while True:
+                lease = self._read(max(0.1, (deadline - time.monotonic()) / 2))
+                if lease is None or not lease.spec or lease.spec.holder_identity != self.identity:
+                    return
                 lease.spec.holder_identity = None
                 lease.spec.lease_duration_seconds = 1
-                self.coord.replace_namespaced_lease(
-                    self.name, self.namespace, lease, _request_timeout=timeout / 2
-                )
+                left = max(0.1, deadline - time.monotonic())
+                try:
+                    self.coord.replace_namespaced_lease(
+                        self.name, self.namespace, lease, _request_timeout=left
+                    )
+                    return
+                except ApiException as error:
+                    # a renewal already under way when we stopped wrote first: read it and try again
+                    if error.status != 409 or time.monotonic() >= deadline:
+                        raise
         except Exception as error:
             logger.warning("leader election: could not release the Lease: %s", error)
