@@ -127,7 +127,9 @@ def test_a_quantized_detector_fine_tunes_in_two_processes(
     index = _train_index(tiny_data)
     det = _pruned()
     config = quant_config(QATStep(pact=True))
-    task = QATTask(distributed.detection_task(det), config)  # type: ignore[arg-type]
+    source = distributed.detection_task(det)
+    assert source is not None  # a pruned detector is rebuildable
+    task = QATTask(source, config)
     quantize(det, config)
     assert distributed.worker_task(det, default_loss, tmp_path) is None  # names a rebuild lacks
     before = _values(det)

@@ -128,13 +128,13 @@ def train_detector(
         from kslim_runner.train import distributed
 
         n = distributed.resolve_processes(cfg.processes)
-        if n > 1 and task is None:
-            task = distributed.worker_task(detector, loss_fn, Path(workdir))
-        if n > 1 and task is not None:
-            return distributed.train_spawned(
-                detector, task, index, replace(cfg, processes=n), workdir, stage=stage
-            )
         if n > 1:
+            if task is None:
+                task = distributed.worker_task(detector, loss_fn, Path(workdir))
+            if task is not None:
+                return distributed.train_spawned(
+                    detector, task, index, replace(cfg, processes=n), workdir, stage=stage
+                )
             print(
                 f"kslim: {stage}: trains in one process (data parallel covers built-in detectors, "
                 "pruned, quantized or not, trained with the detection or a distillation loss)",
