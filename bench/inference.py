@@ -2,20 +2,21 @@
 AP by pycocotools) and int8 vs fp32 latency (oneDNN, batch 1), each measured side by side so that
 a shared machine's load weighs on both sides of every ratio alike.
 
-    python bench/inference.py [--work .kslim/bench/compression/budget0.25-n2000-200-s0]
+    python bench/inference.py [--work .kslim/bench/compression/budget1-n2000-200-s0] [--larger 320,608]
 
 Uses the models and data of a `bench/compression.py` run (its baseline, and whichever of its QAT,
-PACT QAT, PTQ, FPGM and L1-norm rows exist; run `python bench/compression.py --budget 0.25 --only
-fpgm,l1_norm,qat,qat_pact,ptq` first). Also exports the same baseline weights at a larger input
-(--larger, default 320 px) and quantizes it with PTQ, to show how the int8 speed-up grows with the
-work per call. Prints the tables and writes bench/results/inference.json with the load average
-before and after.
+PACT QAT, PTQ, FPGM and L1-norm rows exist; run `python bench/compression.py` first). Also exports
+the same rows' weights at larger inputs (--larger; 608 px is the seed's YOLOv3 input) and times
+them too, to show how the int8 speed-up and the pruned model's latency cut grow with the work per
+call; the PTQ row there is a PTQ (hist) of the baseline's larger export. Prints the tables and
+writes bench/results/inference.json with the load average before and after.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import copy
 import io
 import json
 import os
@@ -25,6 +26,7 @@ import shutil
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -123,26 +125,59 @@ def child_kernels(model: str, precision: str, threads: int, runs: int) -> None:
     sys.stdout.flush()
 
 
-def larger_models(work: Path, size: int) -> dict[str, Path]:
-    """The baseline's weights exported at `size` px, and a PTQ (hist) of that export."""
+def row_recipe(work: Path, export: str) -> tuple[dict[str, Any], list[str], Callable[[str], Path]]:
+    """The model recipe (state.json) of the job row exported at `export` ("<job>/out/models/<row>"),
+    its labels, and how its relative paths resolve."""
+    job, row = export.split("/")[0], export.rsplit("/", 1)[1]
+    out = work / job / "out"
+    state = json.loads((out / "state.json").read_text())
+    model = next(r["model"] for r in state["rows"] if r["name"] == row)
+    return model, state["done"]["prepare"]["result"]["labels"], lambda p: out / p
+
+
+def at_input_size(model: dict[str, Any], size: int) -> dict[str, Any]:
+    """The recipe with every detector config in its chain (pruned -> source -> ...) set to `size` px."""
+    model = copy.deepcopy(model)
+    node: dict[str, Any] | None = model
+    while node is not None:
+        if "config" in node:
+            node["config"]["input_size"] = size
+        node = node.get("source")
+    return model
+
+
+def export_row_at(work: Path, export: str, size: int, dest: Path) -> Path:
+    """A job row's trained weights exported again at `size` px: fp32 rows as a float model, QAT rows
+    quantized alike and exported int8, as the job itself does at its own input size."""
+    from kslim_runner.methods.qat import export_quantized, quantize
+    from kslim_runner.models.export import export_detector
+    from kslim_runner.pipeline.methods import load_methods
+    from kslim_runner.pipeline.models import load_row_model, load_weights
+
+    if (dest / "model.pdmodel").is_file():
+        return dest
+    load_methods()  # each method module registers the loader of its rows' models
+    model, labels, path_of = row_recipe(work, export)
+    if model["kind"] == "qat":
+        det = load_row_model(at_input_size(model["source"], size), path_of)
+        wrapper, quanter = quantize(det, model["quant"])
+        load_weights(det, path_of(model["weights"]))
+        det.eval()
+        return export_quantized(wrapper, quanter, dest, labels)
+    return export_detector(load_row_model(at_input_size(model, size), path_of), dest, labels)
+
+
+def ptq_at(work: Path, fp32: Path, dest: Path) -> Path:
+    """PTQ (hist, 10 batches of 8 training images) of an fp32 export, like the bench's PTQ row."""
     import paddle
     from kslim_runner.data.coco import load_coco
     from kslim_runner.measure.preprocess import load_preprocess
     from kslim_runner.measure.program import model_files
     from kslim_runner.methods.calibration import calibration_loader, feed_vars
-    from kslim_runner.models import DetectorConfig, build_detector
-    from kslim_runner.models.export import export_detector
     from paddleslim.quant import quant_post_static
 
-    folder = work / f"inference-{size}"
-    fp32, ptq = folder / "fp32", folder / "ptq"
-    if (ptq / "model.pdmodel").is_file():
-        return {"fp32": fp32, "ptq": ptq}
-    state = json.loads((work / "baseline/out/state.json").read_text())
-    kslim = json.loads(json.dumps(state["rows"][0]["model"]))
-    det = build_detector(DetectorConfig("yolov3_mobilenet_v1", 3, size, float(kslim.get("width", 0.5))))
-    det.set_state_dict(paddle.load(str(work / "baseline/out" / kslim["weights"])))
-    export_detector(det, fp32, ["circle", "square", "triangle"])
+    if (dest / "model.pdmodel").is_file():
+        return dest
     files = model_files(fp32)
     train = load_coco(work / "data/train/annotations.json", work / "data/train/images", 3)
     feeds, pre = feed_vars(files), load_preprocess(fp32)  # before static mode: they toggle it
@@ -153,7 +188,7 @@ def larger_models(work: Path, size: int) -> dict[str, Path]:
             quant_post_static(
                 executor=paddle.static.Executor(paddle.CPUPlace()),
                 model_dir=str(fp32),
-                quantize_model_path=str(ptq),
+                quantize_model_path=str(dest),
                 data_loader=calibration_loader(feeds, pre, train, 8, 10, 0),
                 model_filename=files.model.name,
                 params_filename=files.params.name,
@@ -165,8 +200,23 @@ def larger_models(work: Path, size: int) -> dict[str, Path]:
             )
     finally:
         paddle.disable_static()
-    shutil.copy(fp32 / "infer_cfg.yml", ptq / "infer_cfg.yml")
-    return {"fp32": fp32, "ptq": ptq}
+    shutil.copy(fp32 / "infer_cfg.yml", dest / "infer_cfg.yml")
+    return dest
+
+
+def larger_models(work: Path, size: int, rows: list[str]) -> dict[str, tuple[Path, str]]:
+    """The baseline and each of `rows` (the job rows present) re-exported at `size` px, and a PTQ of
+    the baseline's export in place of the PTQ row (which quantized the 160 px program)."""
+    folder = work / f"inference-{size}"
+    models = {"baseline": (export_row_at(work, BASELINE_MODEL, size, folder / "baseline"), "fp32")}
+    for name in rows:
+        if name == "ptq":
+            models[name] = (ptq_at(work, folder / "baseline", folder / name), "int8")
+        elif name in INT8_ROWS:
+            models[name] = (export_row_at(work, INT8_ROWS[name], size, folder / name), "int8")
+        else:
+            models[name] = (export_row_at(work, PRUNED_ROWS[name], size, folder / name), "fp32")
+    return models
 
 
 def latency_rows(
@@ -209,12 +259,16 @@ def latency_rows(
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--work", default=".kslim/bench/compression/budget0.25-n2000-200-s0")
+    ap.add_argument("--work", default=".kslim/bench/compression/budget1-n2000-200-s0")
     ap.add_argument("--eval-reps", type=int, default=3)
     ap.add_argument("--eval-batch", type=int, default=8)
     ap.add_argument("--threads", default="1,2", help="comma-separated thread counts for the latency table")
     ap.add_argument("--iterations", type=int, default=200, help="timed calls per model and thread count")
-    ap.add_argument("--larger", type=int, default=320, help="also time the baseline at this size (0: skip)")
+    ap.add_argument(
+        "--larger",
+        default="320,608",
+        help="comma-separated input sizes to re-export every row at and time too (608: the seed's; 0: none)",
+    )
     ap.add_argument("--no-kernels", action="store_true", help="skip the ONEDNN_VERBOSE kernel timings")
     ap.add_argument("--results", default=str(HERE / "results" / "inference.json"))
     ap.add_argument("--child-kernels", nargs=4, help=argparse.SUPPRESS)
@@ -225,7 +279,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     work = Path(args.work).absolute()
     if not (work / BASELINE_MODEL / "model.pdmodel").is_file():
-        raise SystemExit(f"{work}: no baseline model; run bench/compression.py --budget 0.25 first")
+        raise SystemExit(f"{work}: no baseline model; run bench/compression.py first")
     t0, load0 = time.monotonic(), load()
     threads = [int(t) for t in args.threads.split(",")]
     evals = eval_rows(work, args.eval_reps, args.eval_batch, 2)
@@ -233,14 +287,9 @@ def main(argv: list[str] | None = None) -> int:
     for rows, precision in ((INT8_ROWS, "int8"), (PRUNED_ROWS, "fp32")):
         small |= {k: (work / v, precision) for k, v in rows.items() if (work / v / "model.pdmodel").is_file()}
     lat = [r for t in threads for r in latency_rows(small, 160, t, args.iterations, not args.no_kernels)]
-    if args.larger:
-        big = larger_models(work, args.larger)
-        big_rows = {"fp32": (big["fp32"], "fp32"), "ptq": (big["ptq"], "int8")}
-        lat += [
-            r
-            for t in threads
-            for r in latency_rows(big_rows, args.larger, t, args.iterations, not args.no_kernels)
-        ]
+    for size in [int(x) for x in args.larger.split(",") if int(x)]:
+        big = larger_models(work, size, [k for k in small if k != "baseline"])
+        lat += [r for t in threads for r in latency_rows(big, size, t, args.iterations, not args.no_kernels)]
     import paddle
 
     doc = {

@@ -14,17 +14,14 @@ from typing import Any
 import kslim_runner  # noqa: F401  (must precede paddle)
 import pytest
 import yaml
-from kslim_runner.data.synth import SynthConfig, generate
 from methods_helpers import SIZE, WIDTH, job_doc
+from support.tinydata import tiny_coco
 
 
 @pytest.fixture(scope="session")
 def tiny_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """data/{train,val}/{images,annotations.json}: 24 + 8 synthetic images at 96 px, 3 classes."""
-    root = tmp_path_factory.mktemp("methods-data")
-    generate(root / "train", SynthConfig(images=24, size=SIZE, classes=3, seed=3), split="train")
-    generate(root / "val", SynthConfig(images=8, size=SIZE, classes=3, seed=3), split="val")
-    return root
+    return tiny_coco(tmp_path_factory.mktemp("methods-data"), SIZE, seed=3)
 
 
 @pytest.fixture(scope="session")

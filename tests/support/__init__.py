@@ -1,1 +1,2 @@
-"""Test support code: the real control plane and helpers to drive it. Free of pytest."""
+"""Test support code: the real control plane and helpers to drive it, and tiny synthetic data.
+Free of pytest."""
