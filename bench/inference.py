@@ -286,7 +286,8 @@ def main(argv: list[str] | None = None) -> int:
     small = {"baseline": (work / BASELINE_MODEL, "fp32")}
     for rows, precision in ((INT8_ROWS, "int8"), (PRUNED_ROWS, "fp32")):
         small |= {k: (work / v, precision) for k, v in rows.items() if (work / v / "model.pdmodel").is_file()}
-    lat = [r for t in threads for r in latency_rows(small, 160, t, args.iterations, not args.no_kernels)]
+    size = row_recipe(work, BASELINE_MODEL)[0]["config"]["input_size"]  # the jobs' own
+    lat = [r for t in threads for r in latency_rows(small, size, t, args.iterations, not args.no_kernels)]
     for size in [int(x) for x in args.larger.split(",") if int(x)]:
         big = larger_models(work, size, [k for k in small if k != "baseline"])
         lat += [r for t in threads for r in latency_rows(big, size, t, args.iterations, not args.no_kernels)]
