@@ -149,21 +149,17 @@ def at_input_size(model: dict[str, Any], size: int) -> dict[str, Any]:
 def export_row_at(work: Path, export: str, size: int, dest: Path) -> Path:
     """A job row's trained weights exported again at `size` px: fp32 rows as a float model, QAT rows
     quantized alike and exported int8, as the job itself does at its own input size."""
-    from kslim_runner.methods.qat import export_quantized, quantize
+    from kslim_runner.methods.qat import export_quantized, rebuild_quantized
     from kslim_runner.models.export import export_detector
     from kslim_runner.pipeline.methods import load_methods
-    from kslim_runner.pipeline.models import load_row_model, load_weights
+    from kslim_runner.pipeline.models import load_row_model
 
     if (dest / "model.pdmodel").is_file():
         return dest
     load_methods()  # each method module registers the loader of its rows' models
     model, labels, path_of = row_recipe(work, export)
     if model["kind"] == "qat":
-        det = load_row_model(at_input_size(model["source"], size), path_of)
-        wrapper, quanter = quantize(det, model["quant"])
-        load_weights(det, path_of(model["weights"]))
-        det.eval()
-        return export_quantized(wrapper, quanter, dest, labels)
+        return export_quantized(*rebuild_quantized(at_input_size(model, size), path_of), dest, labels)
     return export_detector(load_row_model(at_input_size(model, size), path_of), dest, labels)
 
 

@@ -124,14 +124,20 @@ def export_quantized(wrapper: ExportModel, quanter: QAT, out_dir: Path, labels: 
     return out_dir
 
 
+def rebuild_quantized(model: dict[str, Any], path_of: Callable[[str], Path]) -> tuple[ExportModel, QAT]:
+    """A QAT row's model (its export wrapper and quanter, for export_quantized): the source model,
+    quantized alike, with the trained weights, in eval mode."""
+    det = load_row_model(model["source"], path_of)
+    wrapper, quanter = quantize(det, model["quant"])
+    load_weights(det, path_of(model["weights"]))
+    det.eval()
+    return wrapper, quanter
+
+
 @register_loader("qat")
 def load_qat(model: dict[str, Any], path_of: Callable[[str], Path]) -> Detector:
     """The fake-quant model in Python: the source model, quantized alike, with the trained weights."""
-    det = load_row_model(model["source"], path_of)
-    quantize(det, model["quant"])
-    load_weights(det, path_of(model["weights"]))
-    det.eval()
-    return det
+    return rebuild_quantized(model, path_of)[0].detector
 
 
 @register_method("qat", QATStep, check=check_qat, label=qat_label)
