@@ -1,14 +1,14 @@
 # syntax=docker/dockerfile:1
 # Two images from one file:
 #   docker build --target operator -t kslim-operator .   (Kopf operator; no Paddle)
-#   docker build --target runner   -t kslim-runner   .   (PaddlePaddle GPU 2.6.2 + PaddleSlim 2.6.0)
+#   docker build --target runner   -t kslim-runner   .   (PaddlePaddle GPU 2.6.2, PaddleSlim 2.6.0, ppdet 2.6.0)
 # Both install with requirements/constraints.txt, the same lock CI installs, so CI proves these steps.
 
 # ---------------------------------------------------------------------------- source
 # What both images install, copied once.
 FROM scratch AS source
 COPY pyproject.toml README.md /src/
-COPY requirements/constraints.txt /src/requirements/constraints.txt
+COPY requirements/constraints.txt requirements/runner-nodeps.txt /src/requirements/
 COPY api /src/api
 COPY operator /src/operator
 COPY runner /src/runner
@@ -41,7 +41,10 @@ RUN apt-get update \
  && python3.11 -m venv /opt/kslim
 WORKDIR /app
 COPY --from=source /src ./
+# PaddleDetection (paddledet) declares broken dependencies (numpy<1.24, sklearn==0.0): --no-deps, after
+# the extra that brings what it really imports.
 RUN pip install -c requirements/constraints.txt ".[runner,gpu]" \
+ && pip install --no-deps -c requirements/constraints.txt -r requirements/runner-nodeps.txt \
  && useradd --uid 65532 --no-create-home --shell /usr/sbin/nologin kslim
 USER 65532:65532
 ENTRYPOINT ["kslim", "run"]
