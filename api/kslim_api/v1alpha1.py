@@ -233,11 +233,26 @@ class InferenceModelRef(Spec):
     PaddleDetection's exported signature (inputs image, im_shape, scale_factor)."""
 
 
+class ModelConfigRef(Spec):
+    """A PaddleDetection model config."""
+
+    uri: Uri
+    """The model's YAML inside its PaddleDetection `configs/` tree (its `_BASE_` includes resolve
+    relative to it, as PaddleDetection resolves them), e.g.
+    pvc://models/configs/ppyolo/ppyolo_mbv3_large_coco.yml."""
+
+
 class ModelSpec(Spec):
-    """The detector to compress: a built-in architecture, or an exported inference model."""
+    """The detector to compress: a PaddleDetection model config, a built-in architecture, or an
+    exported inference model."""
 
     architecture: Architecture | None = None
-    """Built-in detector to build. Exactly one of `architecture` or `inferenceModel`."""
+    """Built-in detector to build. Exactly one of `architecture`, `config` or `inferenceModel`."""
+    config: ModelConfigRef | None = None
+    """A PaddleDetection model config (any architecture PaddleDetection 2.6 builds): the runner
+    builds, trains, compresses and exports it with PaddleDetection's own library. Weights, when
+    given, are a `.pdparams` in PaddleDetection's parameter names (a checkpoint trained with
+    PaddleDetection loads as is). `numClasses` and `inputSize` override the config's."""
     width: Multiplier = "1.0"
     """Backbone width multiplier (MobileNet backbones only), e.g. "0.25", "0.5", "1.0"."""
     num_classes: int = Field(default=80, ge=1, le=1000)
@@ -252,10 +267,11 @@ class ModelSpec(Spec):
 
     rules = (
         Rule(
-            rule="has(self.architecture) != has(self.inferenceModel)",
-            message="set exactly one of model.architecture (a built-in detector) or model.inferenceModel "
-            "(an exported Paddle inference model)",
-            check=lambda m: (m.architecture is None) != (m.inference_model is None),
+            rule="[has(self.architecture), has(self.config), has(self.inferenceModel)]"
+            ".filter(x, x).size() == 1",
+            message="set exactly one of model.architecture (a built-in detector), model.config (a "
+            "PaddleDetection model config) or model.inferenceModel (an exported Paddle inference model)",
+            check=lambda m: [m.architecture, m.config, m.inference_model].count(None) == 2,
         ),
         Rule(
             rule="!has(self.inferenceModel) || !has(self.weights)",

@@ -17,10 +17,9 @@ import paddle
 
 from kslim_runner.atomic import write_with
 from kslim_runner.errors import UserError
-from kslim_runner.models.base import Detector, DetectorConfig
-from kslim_runner.models.export import export_detector
+from kslim_runner.models.base import Detector
 from kslim_runner.pipeline.context import RunContext
-from kslim_runner.pipeline.models import load_row_model
+from kslim_runner.pipeline.models import ModelConfig, export_model, job_model_config, load_row_model
 from kslim_runner.pipeline.state import Row
 from kslim_runner.train.config import TrainConfig, iterations_for, train_config_from_spec
 from kslim_runner.train.distributed import WorkerTask
@@ -33,16 +32,9 @@ def step_key(ctx: RunContext, method: str) -> str:
     return f"step{len(ctx.rows)}-{method}"
 
 
-def model_config(ctx: RunContext) -> DetectorConfig:
-    """The job's built-in detector (architecture, classes, input size, width)."""
-    m = ctx.spec.model
-    if m.architecture is None:
-        raise UserError(
-            "this step needs model.architecture (a built-in detector); an inferenceModel can only be "
-            "compressed by ptq",
-            reason="InvalidSpec",
-        )
-    return DetectorConfig(m.architecture.value, m.num_classes, m.input_size, float(m.width))
+def model_config(ctx: RunContext) -> ModelConfig:
+    """The job's model: a PaddleDetection config or a built-in detector (classes, input size, ...)."""
+    return job_model_config(ctx.spec, ctx.resolve)
 
 
 def source_detector(ctx: RunContext, source: Row, method: str) -> Detector:
@@ -111,7 +103,7 @@ def save_weights(det: paddle.nn.Layer, path: Path) -> None:
 
 def export_row_model(ctx: RunContext, det: Detector, key: str) -> str:
     """Export like the export stage does (models/<row>), returning the path the row records."""
-    return ctx.rel(export_detector(det, ctx.out / "models" / key, ctx.labels))
+    return ctx.rel(export_model(det, ctx.out / "models" / key, ctx.labels))
 
 
 def ensure_exported(ctx: RunContext, row: Row) -> Path:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from kslim_api.v1alpha1 import DistillStep
 
+from kslim_runner.errors import UserError
 from kslim_runner.methods.common import fine_tune, fine_tune_config, save_weights, source_detector, step_key
 from kslim_runner.methods.distill_loss import DistillLoss, DistillStudent
 from kslim_runner.methods.teacher import check_teacher, prepare_teacher
@@ -19,6 +20,12 @@ def distill_label(cfg: DistillStep) -> str:
 
 
 def check_distill(ctx: RunContext, cfg: DistillStep) -> None:
+    if ctx.spec.model.config is not None:
+        raise UserError(
+            "distill does not run on a PaddleDetection model config (model.config) in this runner version; "
+            "use model.architecture for distillation, or prune/qat/ptq for this model",
+            reason="MethodUnavailable",
+        )
     check_teacher(ctx, cfg.teacher)
 
 

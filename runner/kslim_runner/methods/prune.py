@@ -11,7 +11,6 @@ from typing import Any
 from kslim_api.v1alpha1 import PruneStep
 from paddleslim.dygraph import FPGMFilterPruner, L1NormFilterPruner
 
-from kslim_runner.data.loader import train_loader
 from kslim_runner.methods.common import (
     fine_tune,
     fine_tune_config,
@@ -28,15 +27,17 @@ from kslim_runner.methods.prune_search import (
     loss_proxy,
     search_ratios,
     sensitivity_factors,
+    trace_inputs,
     trace_size,
 )
 from kslim_runner.methods.prune_select import Prunable, prunable_convs, select_ratios
 from kslim_runner.models.base import Detector
-from kslim_runner.models.registry import build_detector
 from kslim_runner.pipeline.context import RunContext
 from kslim_runner.pipeline.methods import register_method
+from kslim_runner.pipeline.models import build_model
 from kslim_runner.pipeline.state import Row
 from kslim_runner.progress import Progress
+from kslim_runner.train.loop import batch_source
 
 CRITERIA = {"fpgm": "FPGM", "l1_norm": "L1-norm"}
 #: Training batches the sensitivity analysis scores each probe on, and probes per conv (10%..90%).
@@ -60,7 +61,7 @@ def make_pruner(criterion: str, det: Detector) -> Any:
     det.eval()
     size = trace_size(det.config.input_size)
     cls = FPGMFilterPruner if criterion == "fpgm" else L1NormFilterPruner
-    return cls(det, [1, 3, size, size])
+    return cls(det, trace_inputs(det, size))
 
 
 def plan_ratios(
@@ -79,14 +80,14 @@ def plan_ratios(
     if not cfg.sensitivity:
         return search_ratios(pruner, det, chosen, target, size)[0]
     tcfg = ctx.spec.train
-    loader = train_loader(
-        ctx.index("train"),
-        det.config.input_size,
-        tcfg.batch_size,
-        tcfg.seed,
+    loader = batch_source(det, ctx.index("train"), None).loader(
+        batch_size=tcfg.batch_size,
+        seed=tcfg.seed,
         workers=0,
         start_step=0,
         steps=SENSITIVITY_BATCHES,
+        rank=0,
+        world=1,
     )
     print(f"kslim: prune: sensitivity analysis of {len(chosen)} convs", flush=True)
     probes = 1 + len(chosen) * SENSITIVITY_PROBES
@@ -106,7 +107,7 @@ def plan_ratios(
 def check_prune(ctx: RunContext, cfg: PruneStep) -> None:
     """Patterns that match nothing or only unprunable convs, ratios that empty a conv, and FLOPs
     targets out of reach: user errors, found on a freshly built model before anything trains."""
-    det = build_detector(model_config(ctx))
+    det = build_model(model_config(ctx))
     with quiet_paddleslim():
         pruner = make_pruner(cfg.criterion, det)
         plan_ratios(ctx, cfg, det, pruner, prunable_convs(det, pruner), None)

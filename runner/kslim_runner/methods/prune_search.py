@@ -15,6 +15,8 @@ from paddleslim.analysis import dygraph_flops
 
 from kslim_runner.errors import UserError
 from kslim_runner.methods.prune_select import MAX_RATIO, Prunable, max_safe_ratio
+from kslim_runner.pipeline.models import is_zoo
+from kslim_runner.train.loop import default_loss
 
 #: PaddleSlim traces the model with a constant input built by `assign`, which refuses more than 2**20
 #: values (3 x 591 x 591); pruning groups do not depend on the input size, and conv FLOPs shares are
@@ -29,9 +31,23 @@ def trace_size(input_size: int) -> int:
     return min(input_size, MAX_TRACE_SIZE)
 
 
+def trace_inputs(det: nn.Layer, size: int) -> Any:
+    """What PaddleSlim traces the model with: an input shape for a built-in detector, PaddleDetection's
+    input dict for its models (as its own Pruner does)."""
+    if is_zoo(det):
+        return [
+            {
+                "image": paddle.ones([1, 3, size, size], dtype="float32"),
+                "im_shape": paddle.full([1, 2], size, dtype="float32"),
+                "scale_factor": paddle.ones([1, 2], dtype="float32"),
+            }
+        ]
+    return [1, 3, size, size]
+
+
 def conv_flops(det: nn.Layer, size: int) -> float:
     """Conv multiply-adds of one image (the report's GFLOPs convention), in FLOPs."""
-    return float(dygraph_flops(det, [1, 3, size, size], only_conv=True))
+    return float(dygraph_flops(det, trace_inputs(det, size), only_conv=True))
 
 
 def flops_share(pruner: Any, det: nn.Layer, ratios: dict[str, float], size: int, base: float) -> float:
@@ -104,11 +120,15 @@ def loss_proxy(det: nn.Layer, batches: list[Sequence[paddle.Tensor]]) -> Callabl
     def score() -> float:
         was_training = det.training
         det.eval()
-        total = 0.0
-        for image, gt_box, gt_label, *_ in batches:
-            total += float(det.loss(det(image), gt_box, gt_label))
-        if was_training:
+        if is_zoo(det):  # PaddleDetection computes losses in training mode only: freeze the norms
             det.train()
+            for layer in det.sublayers():
+                if isinstance(layer, nn.layer.norm._BatchNormBase):
+                    layer.eval()
+        total = 0.0
+        for batch in batches:
+            total += float(default_loss(det, batch))
+        det.train() if was_training else det.eval()
         return len(batches) / max(total, 1e-6)
 
     return score

@@ -33,13 +33,13 @@ from kslim_runner.methods.common import (
 from kslim_runner.methods.quant_check import require_quantized
 from kslim_runner.models.base import Detector
 from kslim_runner.models.export import INFER_CFG, ExportModel, infer_cfg, input_spec
-from kslim_runner.models.registry import build_detector
 from kslim_runner.pipeline.context import RunContext
 from kslim_runner.pipeline.methods import register_method
-from kslim_runner.pipeline.models import load_row_model, load_weights, register_loader
+from kslim_runner.pipeline.models import build_model, is_zoo, load_row_model, load_weights, register_loader
 from kslim_runner.pipeline.state import Row
 from kslim_runner.train.distributed import DetectionTask, detection_task
 from kslim_runner.train.loop import LossFn, default_loss
+from kslim_runner.zoo.export import export_model as export_zoo
 
 LAYER_TYPES: dict[str, type[nn.Layer]] = {"Conv2D": nn.Conv2D, "Linear": nn.Linear}
 
@@ -64,10 +64,12 @@ def quant_config(cfg: QATStep) -> dict[str, Any]:
     }
 
 
-def quantize(det: Detector, config: dict[str, Any]) -> tuple[ExportModel, QAT]:
-    """Insert fake-quant layers into det, in place. Quantizing the export wrapper (not the bare
-    detector) keeps PACT's export path, which rebuilds the model from a copy, on the wrapper."""
-    wrapper = ExportModel(det)
+def quantize(det: Detector, config: dict[str, Any]) -> tuple[nn.Layer, QAT]:
+    """Insert fake-quant layers into det, in place; returns the layer to export. A built-in detector
+    is quantized through its export wrapper (PACT's export path rebuilds the model from a copy, so
+    the wrapper must be inside it); a PaddleDetection model is its own export layer, as in
+    PaddleDetection's QAT."""
+    wrapper = det if is_zoo(det) else ExportModel(det)
     quanter = QAT(config=config)
     quanter.quantize(wrapper)
     return wrapper, quanter
@@ -94,7 +96,7 @@ def count_layers(det: nn.Layer, types: list[str]) -> int:
 
 def check_qat(ctx: RunContext, cfg: QATStep) -> None:
     """Layer types that select nothing would export a float model: a user error up front."""
-    det = build_detector(model_config(ctx))
+    det = build_model(model_config(ctx))
     if count_layers(det, list(cfg.quantizable_layer_types)) == 0:
         raise UserError(
             f"qat.quantizableLayerTypes {list(cfg.quantizable_layer_types)} selects no layer of "
@@ -103,8 +105,18 @@ def check_qat(ctx: RunContext, cfg: QATStep) -> None:
         )
 
 
-def export_quantized(wrapper: ExportModel, quanter: QAT, out_dir: Path, labels: list[str]) -> Path:
+def export_quantized(wrapper: nn.Layer, quanter: QAT, out_dir: Path, labels: list[str]) -> Path:
     """out_dir/{model.pdmodel, model.pdiparams, infer_cfg.yml}, written to a temp folder then renamed."""
+    if is_zoo(wrapper):
+
+        def save(layer: nn.Layer, prefix: str, spec: list[Any]) -> None:
+            quanter.save_quantized_model(layer, prefix, input_spec=spec)
+
+        try:
+            return export_zoo(wrapper, out_dir, labels, save=save)
+        finally:
+            paddle.disable_static()  # PaddleSlim's PACT export path leaves static mode on
+    assert isinstance(wrapper, ExportModel)
     det = wrapper.detector
     tmp = out_dir.with_name(out_dir.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
@@ -124,7 +136,7 @@ def export_quantized(wrapper: ExportModel, quanter: QAT, out_dir: Path, labels: 
     return out_dir
 
 
-def rebuild_quantized(model: dict[str, Any], path_of: Callable[[str], Path]) -> tuple[ExportModel, QAT]:
+def rebuild_quantized(model: dict[str, Any], path_of: Callable[[str], Path]) -> tuple[nn.Layer, QAT]:
     """A QAT row's model (its export wrapper and quanter, for export_quantized): the source model,
     quantized alike, with the trained weights, in eval mode."""
     det = load_row_model(model["source"], path_of)
@@ -137,7 +149,8 @@ def rebuild_quantized(model: dict[str, Any], path_of: Callable[[str], Path]) -> 
 @register_loader("qat")
 def load_qat(model: dict[str, Any], path_of: Callable[[str], Path]) -> Detector:
     """The fake-quant model in Python: the source model, quantized alike, with the trained weights."""
-    return rebuild_quantized(model, path_of)[0].detector
+    wrapper = rebuild_quantized(model, path_of)[0]
+    return wrapper.detector if isinstance(wrapper, ExportModel) else wrapper
 
 
 @register_method("qat", QATStep, check=check_qat, label=qat_label)

@@ -9,19 +9,12 @@ from typing import Any
 import paddle
 
 from kslim_runner.atomic import write_with
-from kslim_runner.models.base import DetectorConfig
-from kslim_runner.models.registry import build_detector
 from kslim_runner.pipeline.context import RunContext
-from kslim_runner.pipeline.models import load_weights
+from kslim_runner.pipeline.models import build_model, job_model_config, load_weights, row_model
 from kslim_runner.pipeline.stage import Stage
 from kslim_runner.pipeline.state import Row
 from kslim_runner.train.config import train_config_from_spec
 from kslim_runner.train.loop import train_detector
-
-
-def detector_config(ctx: RunContext) -> DetectorConfig:
-    m = ctx.spec.model
-    return DetectorConfig(m.architecture.value, m.num_classes, m.input_size, float(m.width))
 
 
 class BaselineStage(Stage):
@@ -39,14 +32,16 @@ class BaselineStage(Stage):
             )
             ctx.put_row(row)
             return {"source": "inferenceModel"}
-        cfg = detector_config(ctx)
+        cfg = job_model_config(ctx.spec, ctx.resolve)
         paddle.seed(ctx.spec.train.seed)
-        det = build_detector(cfg)
-        model: dict[str, Any] = {"kind": "detector", "config": cfg.to_dict()}
+        det = build_model(cfg)
+        model = row_model(cfg)
         if prep["weights"]:
             load_weights(det, ctx.path(prep["weights"]))
             model["weights"] = prep["weights"]
-            ctx.put_row(Row("baseline", "baseline", "baseline", model=model))
+            ctx.put_row(
+                Row("baseline", "baseline", "baseline", model=model, notes=list(prep.get("notes", [])))
+            )
             return {"source": "weights"}
         work = ctx.stage_dir(self.key)
         tcfg = train_config_from_spec(ctx.spec.train, len(ctx.index("train")))
@@ -55,5 +50,6 @@ class BaselineStage(Stage):
         write_with(weights, lambda tmp: paddle.save(det.state_dict(), str(tmp)))
         shutil.rmtree(work / "checkpoint", ignore_errors=True)
         model["weights"] = ctx.rel(weights)
-        ctx.put_row(Row("baseline", "baseline", "baseline", model=model, train=result.to_dict()))
+        notes = list(prep.get("notes", []))
+        ctx.put_row(Row("baseline", "baseline", "baseline", model=model, train=result.to_dict(), notes=notes))
         return {"source": "trained", "train": result.to_dict()}

@@ -10,7 +10,7 @@ from kslim_runner.measure.cost import model_cost
 from kslim_runner.measure.dygraph_eval import evaluate_dygraph
 from kslim_runner.measure.predictor import PredictorOptions
 from kslim_runner.pipeline.context import RunContext
-from kslim_runner.pipeline.models import LOADERS, load_row_model
+from kslim_runner.pipeline.models import LOADERS, is_zoo, load_row_model
 from kslim_runner.pipeline.stage import Stage
 from kslim_runner.progress import Progress
 
@@ -49,9 +49,10 @@ class EvaluateStage(Stage):
                 row.eval["precision"] = opts.precision
                 if row.model.get("kind") in LOADERS and row.model.get("kind") != "inference":
                     det = load_row_model(row.model, ctx.path)
-                    row.eval_training = evaluate_dygraph(
-                        det, val, batch_size=spec.evaluation.batch_size, score_threshold=threshold
-                    )
+                    if not is_zoo(det):  # PaddleDetection models: only the export is measured
+                        row.eval_training = evaluate_dygraph(
+                            det, val, batch_size=spec.evaluation.batch_size, score_threshold=threshold
+                        )
                 ctx.put_row(row)
                 done = Progress(self.stage, len(val), start=len(val))
                 done.emit(ap=row.eval["ap"])  # the operator's latest-AP figure

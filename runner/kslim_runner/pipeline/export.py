@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from kslim_runner.models.export import export_detector
 from kslim_runner.pipeline.context import RunContext
-from kslim_runner.pipeline.models import load_row_model
+from kslim_runner.pipeline.models import export_model, load_row_model
 from kslim_runner.pipeline.stage import Stage
 from kslim_runner.progress import Progress
 
@@ -20,7 +19,7 @@ class ExportStage(Stage):
         for i, row in enumerate(list(ctx.rows)):
             if row.export_dir is None:
                 det = load_row_model(row.model, ctx.path)
-                out = export_detector(det, ctx.out / "models" / row.name, ctx.labels)
+                out = export_model(det, ctx.out / "models" / row.name, ctx.labels)
                 row.export_dir = ctx.rel(out)
                 ctx.put_row(row)
                 exported.append(row.name)

@@ -1,5 +1,7 @@
-"""How a row's model is rebuilt in Python: registered loaders by kind. The built-in detector loader
-is here; compression methods that change a model's structure (pruning) register their own."""
+"""How a row's model is rebuilt in Python: registered loaders by kind. The built-in detector and
+PaddleDetection loaders are here; compression methods that change a model's structure (pruning)
+register their own. Also the few operations that differ between the two kinds of model (build,
+weights, export), so that methods need not ask which kind they hold."""
 
 from __future__ import annotations
 
@@ -9,7 +11,11 @@ from typing import Any
 
 from kslim_runner.errors import UserError
 from kslim_runner.models.base import Detector, DetectorConfig
+from kslim_runner.models.export import export_detector
 from kslim_runner.models.registry import build_detector
+from kslim_runner.zoo.config import ZooSource
+
+ModelConfig = DetectorConfig | ZooSource
 
 Loader = Callable[[dict[str, Any], Callable[[str], Path]], Detector]
 LOADERS: dict[str, Loader] = {}
@@ -23,9 +29,64 @@ def register_loader(kind: str) -> Callable[[Loader], Loader]:
     return deco
 
 
+def job_model_config(spec: Any, resolve: Callable[[str, str], Path]) -> ModelConfig:
+    """The job's model to build: a PaddleDetection config (model.config) or a built-in detector."""
+    m = spec.model
+    if m.config is not None:
+        path = resolve(m.config.uri, "model.config")
+        return ZooSource(str(Path(path).resolve()), Path(path).stem, m.num_classes, m.input_size)
+    if m.architecture is None:
+        raise UserError(
+            "this step needs model.architecture or model.config (a model to train); an inferenceModel "
+            "can only be compressed by ptq",
+            reason="InvalidSpec",
+        )
+    return DetectorConfig(m.architecture.value, m.num_classes, m.input_size, float(m.width))
+
+
+def row_model(config: ModelConfig, weights: str | None = None) -> dict[str, Any]:
+    """How a row records a freshly built model of either kind (plus its weights)."""
+    if isinstance(config, ZooSource):
+        model: dict[str, Any] = {"kind": "ppdet", "source": config.to_dict()}
+    else:
+        model = {"kind": "detector", "config": config.to_dict()}
+    if weights:
+        model["weights"] = weights
+    return model
+
+
+def is_zoo(detector: Any) -> bool:
+    """A PaddleDetection model (built from a config through ppdet)."""
+    return isinstance(getattr(detector, "config", None), ZooSource)
+
+
+def build_model(config: ModelConfig) -> Detector:
+    """A freshly initialised model of either kind, in eval mode."""
+    if isinstance(config, ZooSource):
+        from kslim_runner.zoo.build import build_model as build_zoo
+
+        return build_zoo(config)
+    return build_detector(config)
+
+
+def export_model(detector: Detector, out_dir: Path, labels: list[str]) -> Path:
+    """The inference model (PaddleDetection's signature and infer_cfg.yml) of either kind."""
+    if is_zoo(detector):
+        from kslim_runner.zoo.export import export_model as export_zoo
+
+        return export_zoo(detector, out_dir, labels)
+    return export_detector(detector, out_dir, labels)
+
+
 def load_weights(detector: Detector, path: Path) -> None:
     """Load a .pdparams into detector; a UserError naming the file on any mismatch."""
     import paddle
+
+    if is_zoo(detector):
+        from kslim_runner.zoo.build import load_weights as load_zoo_weights
+
+        load_zoo_weights(detector, path)
+        return
 
     if not path.is_file():
         raise UserError(f"weights file {path} not found; check model.weights.uri", reason="DataNotFound")
@@ -67,6 +128,16 @@ def load_weights(detector: Detector, path: Path) -> None:
 @register_loader("detector")
 def load_detector(model: dict[str, Any], path_of: Callable[[str], Path]) -> Detector:
     det = build_detector(DetectorConfig.from_dict(model["config"]))
+    if model.get("weights"):
+        load_weights(det, path_of(model["weights"]))
+    det.eval()
+    return det
+
+
+@register_loader("ppdet")
+def load_ppdet(model: dict[str, Any], path_of: Callable[[str], Path]) -> Detector:
+    """model: {"kind": "ppdet", "source": a ZooSource, "weights": PaddleDetection-named weights}."""
+    det = build_model(ZooSource.from_dict(model["source"]))
     if model.get("weights"):
         load_weights(det, path_of(model["weights"]))
     det.eval()

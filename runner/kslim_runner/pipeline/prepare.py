@@ -83,6 +83,28 @@ def _check_same_categories(a: CocoIndex, b: CocoIndex) -> None:
         )
 
 
+def check_zoo_config(ctx: RunContext, weights: Path | None) -> list[str]:
+    """A PaddleDetection config that is missing, broken, names modules PaddleDetection does not know,
+    or asks for a download: user errors now, before anything trains. Returns notes for the report."""
+    from kslim_runner.pipeline.models import job_model_config
+    from kslim_runner.zoo.config import ZooSource, download_fields, fit_config
+
+    source = job_model_config(ctx.spec, ctx.resolve)
+    assert isinstance(source, ZooSource)
+    _, notes = fit_config(source)
+    urls = download_fields(Path(source.config))
+    if urls and weights is None:
+        key, url = next(iter(urls.items()))
+        raise UserError(
+            f"PaddleDetection config {source.config} asks to download {key} from {url}; the runner "
+            "downloads nothing at run time: put the .pdparams on a volume and set model.weights, or "
+            f"remove {key} to train from scratch",
+            reason="BadConfig",
+        )
+    notes += [f"{key} of the config ({url}) is not used: model.weights is" for key, url in urls.items()]
+    return notes
+
+
 class PrepareStage(Stage):
     key = stage = "prepare"
 
@@ -119,6 +141,7 @@ class PrepareStage(Stage):
                 raise UserError(
                     f"weights file {weights_path} not found; check model.weights.uri", reason="DataNotFound"
                 )
+        notes = check_zoo_config(ctx, weights_path) if spec.model.config is not None else []
         inference = None
         if spec.model.inference_model is not None:
             inference = model_files(ctx.resolve(spec.model.inference_model.uri, "model.inferenceModel")).dir
@@ -130,4 +153,5 @@ class PrepareStage(Stage):
             "datasetHash": dataset_hash([p for _, p in splits.values()]),
             "weights": None if weights_path is None else str(weights_path),
             "inferenceModel": None if inference is None else str(inference),
+            "notes": notes,
         }

@@ -4,6 +4,7 @@ quality gate, and the headline the termination message carries."""
 from __future__ import annotations
 
 import datetime
+from pathlib import Path
 from typing import Any
 
 import yaml
@@ -32,6 +33,8 @@ def model_name(ctx: RunContext) -> str:
     if m.architecture is not None:
         name = ARCH_NAMES.get(m.architecture.value, m.architecture.value)
         return name if float(m.width) == 1.0 else f"{name} x{m.width}"
+    if m.config is not None:  # a PaddleDetection config: its file name, as PaddleDetection names models
+        return Path(m.config.uri).stem
     cfg_path = ctx.path(ctx.rows[0].export_dir or "") / "infer_cfg.yml"
     arch = (yaml.safe_load(cfg_path.read_text()) or {}).get("arch") if cfg_path.is_file() else None
     return f"{arch or 'inference model'} (exported)"

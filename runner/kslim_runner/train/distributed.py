@@ -53,15 +53,22 @@ class WorkerTask(Protocol):
 
 @dataclass(frozen=True)
 class DetectionTask:
-    """A built-in detector (its config and layout, so pruned shapes too) with the detection loss."""
+    """A model (its config, built-in or PaddleDetection's, and its layout, so pruned shapes too) with
+    its detection loss."""
 
     config: dict[str, Any]
     layout: dict[str, Any]
+    zoo: bool = False
+
+    def model_config(self) -> Any:
+        from kslim_runner.zoo.config import ZooSource
+
+        return ZooSource.from_dict(self.config) if self.zoo else DetectorConfig.from_dict(self.config)
 
     def build_detector(self) -> Detector:
-        from kslim_runner.models.registry import build_detector
+        from kslim_runner.pipeline.models import build_model
 
-        det = build_detector(DetectorConfig.from_dict(self.config))
+        det = build_model(self.model_config())
         apply_layout(det, self.layout)
         return det
 
@@ -86,14 +93,15 @@ def detection_task(detector: Any) -> DetectionTask | None:
     """The recipe for a detector a worker can rebuild from its config and layout: one with the same
     parameter names as its architecture (pruning changes shapes only; quantization wrappers add
     names). None for anything else."""
-    from kslim_runner.models.registry import build_detector
+    from kslim_runner.pipeline.models import build_model
+    from kslim_runner.zoo.config import ZooSource
 
     config = getattr(detector, "config", None)
-    if not isinstance(config, DetectorConfig):
+    if not isinstance(config, DetectorConfig | ZooSource):
         return None
-    if build_detector(config).state_dict().keys() != detector.state_dict().keys():
+    if build_model(config).state_dict().keys() != detector.state_dict().keys():
         return None
-    return DetectionTask(config.to_dict(), layout_of(detector))
+    return DetectionTask(config.to_dict(), layout_of(detector), zoo=isinstance(config, ZooSource))
 
 
 def worker_task(detector: Detector, loss_fn: Any, workdir: Path) -> WorkerTask | None:

@@ -13,6 +13,7 @@ import paddle
 
 from kslim_runner.data.coco import CocoIndex
 from kslim_runner.data.loader import check_batch, train_loader
+from kslim_runner.data.transforms import AugmentConfig
 from kslim_runner.errors import UserError
 from kslim_runner.models.base import Detector
 from kslim_runner.progress import Progress
@@ -82,11 +83,63 @@ class TrainResult:
         return asdict(self)
 
 
-def default_loss(
-    detector: Detector, batch: Sequence[paddle.Tensor], forward: Forward | None = None
-) -> paddle.Tensor:
+def default_loss(detector: Detector, batch: Any, forward: Forward | None = None) -> paddle.Tensor:
+    """The model's own detection loss: a PaddleDetection model computes it from the batch dict its
+    reader made; a built-in detector from (image, gt_box, gt_label, ...)."""
+    if isinstance(batch, dict):
+        return (forward or detector)(batch)["loss"]
     image, gt_box, gt_label = batch[0], batch[1], batch[2]
     return detector.loss((forward or detector)(image), gt_box, gt_label)
+
+
+class BatchSource(Protocol):
+    """Where a model's training batches come from, in the runner's seeded, resumable order."""
+
+    def loader(
+        self, *, batch_size: int, seed: int, workers: int, start_step: int, steps: int, rank: int, world: int
+    ) -> Any: ...
+
+    def check(self, batch: Any) -> None: ...
+
+
+@dataclass
+class CocoBatches:
+    """A built-in detector's batches: the runner's own transforms and YOLO targets."""
+
+    index: CocoIndex
+    size: int
+    augment: AugmentConfig | None = None
+
+    def loader(
+        self, *, batch_size: int, seed: int, workers: int, start_step: int, steps: int, rank: int, world: int
+    ) -> Any:
+        return train_loader(
+            self.index,
+            self.size,
+            batch_size,
+            seed,
+            workers=workers,
+            start_step=start_step,
+            steps=steps,
+            augment=self.augment,
+            rank=rank,
+            world=world,
+        )
+
+    def check(self, batch: Any) -> None:
+        check_batch(self.index, batch[3])
+
+
+def batch_source(detector: Detector, index: CocoIndex, augment: AugmentConfig | None) -> BatchSource:
+    """A PaddleDetection model reads through its config's own TrainReader transforms."""
+    from kslim_runner.zoo.config import ZooSource
+
+    config = detector.config
+    if isinstance(config, ZooSource):
+        from kslim_runner.zoo.reader import ReaderBatches
+
+        return ReaderBatches(config, index)
+    return CocoBatches(index, config.input_size, augment)
 
 
 def _restore(
@@ -192,20 +245,18 @@ def _train(
     steady_from = step = start
     total = cfg.iterations
     if start < total:
-        loader = train_loader(
-            index,
-            detector.config.input_size,
-            cfg.batch_size,
-            cfg.seed,
+        source = batch_source(detector, index, cfg.augment)
+        loader = source.loader(
+            batch_size=cfg.batch_size,
+            seed=cfg.seed,
             workers=cfg.workers,
             start_step=start,
             steps=cfg.iterations,
-            augment=cfg.augment,
             rank=rank.rank,
             world=rank.world,
         )
         for batch in loader:
-            check_batch(index, batch[3])
+            source.check(batch)
             opt.set_lr(cfg.learning_rate * lr_factor(step, total, cfg.warmup_iterations, cfg.min_lr_ratio))
             loss = loss_fn(detector, batch)
             loss.backward()

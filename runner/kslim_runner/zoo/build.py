@@ -1,0 +1,77 @@
+"""Building a PaddleDetection model from a ZooSource, and loading PaddleDetection-named weights.
+
+Models are built inside a fresh unique-name scope: Paddle's generated parameter names
+(`conv2d_27.w_0`, what PaddleDetection's prune configs name) are then the same on every build, in
+every process, whatever was built before.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import paddle
+from paddle import nn
+
+from kslim_runner.errors import UserError
+from kslim_runner.zoo.config import ZooSource, fit_config
+from kslim_runner.zoo.lib import activate, create
+
+
+def build_model(source: ZooSource) -> nn.Layer:
+    """A freshly initialised model (the caller seeds paddle for reproducible weights), in eval mode,
+    with `config` set to its source."""
+    cfg, _ = fit_config(source)
+    activate(cfg)
+    try:
+        with paddle.utils.unique_name.guard():
+            model = create(cfg["architecture"])
+    except (KeyError, TypeError, ValueError, AssertionError) as e:
+        raise UserError(
+            f"PaddleDetection config {source.config} does not build: {type(e).__name__}: {e}",
+            reason="BadConfig",
+        ) from e
+    model.config = source
+    model.eval()
+    return model
+
+
+def read_weights(path: Path) -> dict[str, Any]:
+    if not path.is_file():
+        raise UserError(f"weights file {path} not found; check model.weights.uri", reason="DataNotFound")
+    try:
+        state = paddle.load(str(path))
+    except Exception as e:
+        raise UserError(
+            f"weights file {path} is not a Paddle .pdparams file ({type(e).__name__}: {e})",
+            reason="BadWeights",
+        ) from e
+    if not isinstance(state, dict) or not state:
+        raise UserError(f"weights file {path} holds no parameters", reason="BadWeights")
+    return state
+
+
+def load_weights(model: nn.Layer, path: Path) -> None:
+    """Load a .pdparams into the model; a UserError naming the first bad key, its shape and the
+    config on any mismatch. Extra keys (an EMA copy, optimizer state) are ignored, as PaddleDetection
+    ignores them."""
+    state = read_weights(path)
+    expected = model.state_dict()
+    source = getattr(model, "config", None)
+    what = f"the model of {source.config} ({source.num_classes} classes)" if source else "the model"
+    for k, v in expected.items():
+        if k not in state:
+            missing = sum(1 for key in expected if key not in state)
+            raise UserError(
+                f"weights file {path} does not match {what}: {k} is missing ({missing} of {len(expected)} "
+                "parameters missing); give weights trained from this config",
+                reason="BadWeights",
+            )
+        got = list(getattr(state[k], "shape", []))
+        if got != list(v.shape):
+            raise UserError(
+                f"weights file {path} does not match {what}: {k} has shape {got}, the config builds "
+                f"{list(v.shape)}; check model.numClasses and the config",
+                reason="BadWeights",
+            )
+    model.set_state_dict({k: state[k] for k in expected})

@@ -1,0 +1,66 @@
+"""Helpers for the PaddleDetection-zoo tests: a user's config tree (kslim's shorthand config, copied
+under a PaddleDetection-like layout with a _BASE_ include, as a user brings one) and tiny jobs."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+from typing import Any
+
+SIZE = 96
+SHORTHANDS = Path(__file__).resolve().parents[2] / "runner" / "kslim_runner" / "zoo" / "configs"
+
+
+def config_tree(root: Path, *, model_extra: str = "") -> Path:
+    """root/configs/{_base_/yolov3.yml, yolov3/yolov3_mbv1_tiny.yml}: the model config path."""
+    base = root / "configs" / "_base_"
+    base.mkdir(parents=True, exist_ok=True)
+    shutil.copy(SHORTHANDS / "_yolov3.yml", base / "yolov3.yml")
+    model = root / "configs" / "yolov3" / "yolov3_mbv1_tiny.yml"
+    model.parent.mkdir(parents=True, exist_ok=True)
+    model.write_text(
+        "_BASE_: ['../_base_/yolov3.yml']\n"
+        "MobileNet: {scale: 0.25, feature_maps: [4, 6, 13], with_extra_blocks: false, "
+        "extra_block_filters: []}\n" + model_extra
+    )
+    return model
+
+
+def zoo_job(strategy: list[dict[str, Any]] | None, **model: Any) -> dict[str, Any]:
+    """A tiny CompressionJob on a PaddleDetection config (paths relative to the job's folder)."""
+    spec: dict[str, Any] = {
+        "model": {
+            "config": {"uri": "file://configs/yolov3/yolov3_mbv1_tiny.yml"},
+            "numClasses": 3,
+            "inputSize": SIZE,
+            "weights": {"uri": "file://weights/ppdet.pdparams"},
+            **model,
+        },
+        "dataset": {
+            "format": "coco",
+            "train": {
+                "images": "file://data/train/images",
+                "annotations": "file://data/train/annotations.json",
+            },
+            "val": {"images": "file://data/val/images", "annotations": "file://data/val/annotations.json"},
+        },
+        "train": {
+            "iterations": 2,
+            "batchSize": 4,
+            "workers": 0,
+            "logEveryIterations": 1,
+            "warmupIterations": 1,
+        },
+        "benchmark": {"device": "cpu", "iterations": 3, "warmup": 1, "threads": 1},
+        "evaluation": {"batchSize": 4},
+        "resources": {"gpus": 0},
+    }
+    if strategy is not None:
+        spec["strategy"] = strategy
+    spec["model"] = {k: v for k, v in spec["model"].items() if v is not None}
+    return {
+        "apiVersion": "kslim.dev/v1alpha1",
+        "kind": "CompressionJob",
+        "metadata": {"name": "zoo"},
+        "spec": spec,
+    }
