@@ -203,6 +203,30 @@ BAD_SPECS: list[BadSpec] = [
         "no-architecture-nor-model", drops("spec.model.architecture", "spec.model.weights"), "spec.model"
     ),
     BadSpec(
+        "architecture-and-paddledetection-config",
+        sets(spec__model__config={"uri": "pvc://models/configs/yolov3/yolov3_mobilenet_v1_270e_coco.yml"}),
+        "spec.model",
+    ),
+    BadSpec(
+        "paddledetection-config-and-inference-model",
+        both(
+            drops("spec.model.architecture", "spec.model.weights"),
+            sets(
+                spec__model__config={"uri": "pvc://models/configs/ppyolo/ppyolo_mbv3_large_coco.yml"},
+                spec__model__inferenceModel={"uri": "pvc://m/x"},
+            ),
+        ),
+        "spec.model",
+    ),
+    BadSpec(
+        "paddledetection-config-with-width",
+        both(
+            drops("spec.model.architecture"),
+            sets(spec__model__config={"uri": "pvc://models/configs/y.yml"}, spec__model__width="0.5"),
+        ),
+        "spec.model.width",
+    ),
+    BadSpec(
         "inference-model-with-weights",
         both(
             drops("spec.model.architecture"),
