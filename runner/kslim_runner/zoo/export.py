@@ -54,9 +54,13 @@ def prepare_for_export(model: nn.Layer, quantized: bool = False) -> None:
     if hasattr(model, "deploy"):
         model.deploy = True
     if not quantized:
-        for layer in model.sublayers():
-            if hasattr(layer, "convert_to_deploy"):
-                layer.convert_to_deploy()
+        # layers made here (PP-YOLOE's RepVGG blocks) are named outside build_model's unique-name
+        # scope: a prefix keeps them from reusing the model's names (conv2d_N.w_0), which the traced
+        # program would then share between two different weights
+        with paddle.utils.unique_name.guard("deploy_"):
+            for layer in model.sublayers():
+                if hasattr(layer, "convert_to_deploy"):
+                    layer.convert_to_deploy()
     if hasattr(model, "export_post_process"):
         model.export_post_process = True
     if hasattr(model, "export_nms"):

@@ -28,14 +28,19 @@ from kslim_runner.zoo.lib import ppdet
 
 #: TrainReader keys PaddleDetection passes to the dataset (which samples get mixed).
 DATASET_KWARGS = ("mixup_epoch", "cutmix_epoch", "mosaic_epoch", "pre_img_epoch")
+#: Sample fields PaddleDetection's COCODataSet fills.
+COCO_FIELDS = ("image", "gt_bbox", "gt_class", "is_crowd", "gt_poly")
 
 
 def data_fields(cfg: dict[str, Any]) -> list[str]:
     """The sample fields the model trains on: the config's TrainDataset's, else boxes (and polygons
     for a model with a mask head)."""
-    configured = getattr(cfg.get("TrainDataset"), "data_fields", None)
-    if configured:
-        return list(configured)
+    dataset = cfg.get("TrainDataset")
+    configured = (
+        dataset.get("data_fields") if isinstance(dataset, dict) else getattr(dataset, "data_fields", None)
+    )
+    if configured:  # only what a COCO split provides (VOC configs also ask for `difficult`)
+        return [f for f in configured if f in COCO_FIELDS]
     fields = ["image", "gt_bbox", "gt_class", "is_crowd"]
     if (cfg.get(cfg["architecture"]) or {}).get("mask_head"):
         fields.append("gt_poly")
