@@ -80,25 +80,13 @@ def export_model(detector: Detector, out_dir: Path, labels: list[str]) -> Path:
 
 def load_weights(detector: Detector, path: Path) -> None:
     """Load a .pdparams into detector; a UserError naming the file on any mismatch."""
-    import paddle
+    from kslim_runner.zoo.build import load_weights as load_zoo_weights
+    from kslim_runner.zoo.build import read_weights
 
     if is_zoo(detector):
-        from kslim_runner.zoo.build import load_weights as load_zoo_weights
-
         load_zoo_weights(detector, path)
         return
-
-    if not path.is_file():
-        raise UserError(f"weights file {path} not found; check model.weights.uri", reason="DataNotFound")
-    try:
-        state = paddle.load(str(path))
-    except Exception as e:
-        raise UserError(
-            f"weights file {path} is not a Paddle .pdparams file ({type(e).__name__}: {e})",
-            reason="BadWeights",
-        ) from e
-    if not isinstance(state, dict) or not state:
-        raise UserError(f"weights file {path} holds no parameters", reason="BadWeights")
+    state = read_weights(path)
     expected = detector.state_dict()
     missing = [k for k in expected if k not in state]
     wrong = [
