@@ -10,18 +10,14 @@ from typing import Any
 
 import paddle
 import pytest
-from kslim_runner.errors import EXIT_USER
 from kslim_runner.models import DetectorConfig, build_detector
-from kslim_runner.run import run_command
 from methods_helpers import export_tiny_inference_model
+from support.runs import run_fails
 
 
 def _fails(job: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> str:
     out = tmp_path / "out"
-    code = run_command(str(job), output=str(out))
-    err = capsys.readouterr().err.strip().splitlines()
-    assert code == EXIT_USER, err
-    assert len(err) == 1, err
+    line = run_fails(job, out, capsys)
     state = json.loads((out / "state.json").read_text()) if (out / "state.json").exists() else {"done": {}}
     assert state["done"] == {}  # failed before the first stage
     term = json.loads((tmp_path / "termination-log").read_text())
@@ -30,7 +26,7 @@ def _fails(job: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> str
         "TeacherMismatch",
         "InvalidModel",
     )
-    return err[0]
+    return line
 
 
 def _prune(**kw: Any) -> list[dict[str, Any]]:

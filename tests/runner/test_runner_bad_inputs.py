@@ -8,24 +8,14 @@ from pathlib import Path
 
 import paddle
 import pytest
-from kslim_runner.errors import EXIT_USER
 from kslim_runner.models import DetectorConfig, build_detector
-from kslim_runner.run import run_command
-
-
-def _run_fails(job: Path, out: Path, capsys) -> str:
-    code = run_command(str(job), output=str(out))
-    err = capsys.readouterr().err.strip().splitlines()
-    assert code == EXIT_USER, err
-    assert len(err) == 1, err
-    assert not (out / "report.json").exists()
-    return err[0]
+from support.runs import run_fails
 
 
 def test_missing_annotations(make_job, tmp_path: Path, capsys) -> None:
     job = make_job()
     (tmp_path / "data" / "val" / "annotations.json").unlink()
-    line = _run_fails(job, tmp_path / "out", capsys)
+    line = run_fails(job, tmp_path / "out", capsys)
     assert "val/annotations.json not found" in line
 
 
@@ -33,7 +23,7 @@ def test_corrupt_annotations(make_job, tmp_path: Path, capsys) -> None:
     job = make_job()
     ann = tmp_path / "data" / "train" / "annotations.json"
     ann.write_text(ann.read_text()[:500])
-    line = _run_fails(job, tmp_path / "out", capsys)
+    line = run_fails(job, tmp_path / "out", capsys)
     assert str(ann) in line and "not valid JSON" in line
 
 
@@ -41,7 +31,7 @@ def test_undecodable_image(make_job, tmp_path: Path, capsys) -> None:
     job = make_job()
     img = tmp_path / "data" / "val" / "images" / "000003.jpg"
     img.write_bytes(b"\xff\xd8garbage")
-    line = _run_fails(job, tmp_path / "out", capsys)
+    line = run_fails(job, tmp_path / "out", capsys)
     assert str(img) in line and "does not decode" in line
 
 
@@ -51,13 +41,13 @@ def test_class_id_out_of_range(make_job, tmp_path: Path, capsys) -> None:
     doc = json.loads(ann.read_text())
     doc["annotations"][0]["category_id"] = 17
     ann.write_text(json.dumps(doc))
-    line = _run_fails(job, tmp_path / "out", capsys)
+    line = run_fails(job, tmp_path / "out", capsys)
     assert str(ann) in line and "category_id 17" in line
 
 
 def test_more_categories_than_num_classes(make_job, tmp_path: Path, capsys) -> None:
     job = make_job(model={"numClasses": 2})
-    line = _run_fails(job, tmp_path / "out", capsys)
+    line = run_fails(job, tmp_path / "out", capsys)
     assert "3 categories but model.numClasses is 2" in line
 
 
@@ -67,7 +57,7 @@ def test_zero_annotations(make_job, tmp_path: Path, capsys) -> None:
     doc = json.loads(ann.read_text())
     doc["annotations"] = []
     ann.write_text(json.dumps(doc))
-    line = _run_fails(job, tmp_path / "out", capsys)
+    line = run_fails(job, tmp_path / "out", capsys)
     assert str(ann) in line and "zero usable annotations" in line
 
 
@@ -75,7 +65,7 @@ def test_unwritable_output(make_job, tmp_path: Path, capsys) -> None:
     job = make_job()
     blocker = tmp_path / "a-file"
     blocker.write_text("x")  # a folder cannot be made under a file, even as root
-    line = _run_fails(job, blocker / "out", capsys)
+    line = run_fails(job, blocker / "out", capsys)
     assert str(blocker / "out") in line and "not writable" in line
 
 
@@ -84,14 +74,14 @@ def test_mismatched_weights(make_job, tmp_path: Path, capsys) -> None:
     weights = tmp_path / "other.pdparams"
     paddle.save(other.state_dict(), str(weights))
     job = make_job(model={"weights": {"uri": "file://other.pdparams"}})
-    line = _run_fails(job, tmp_path / "out", capsys)
+    line = run_fails(job, tmp_path / "out", capsys)
     assert str(weights) in line and "does not match yolov3_mobilenet_v1" in line and "shape" in line
 
 
 def test_weights_that_are_not_a_pdparams(make_job, tmp_path: Path, capsys) -> None:
     (tmp_path / "w.pdparams").write_bytes(b"junk")
     job = make_job(model={"weights": {"uri": "file://w.pdparams"}})
-    line = _run_fails(job, tmp_path / "out", capsys)
+    line = run_fails(job, tmp_path / "out", capsys)
     assert "w.pdparams" in line and "not a Paddle .pdparams" in line
 
 
@@ -101,7 +91,7 @@ def test_weights_that_are_not_a_pdparams(make_job, tmp_path: Path, capsys) -> No
 )
 def test_invalid_spec(make_job, tmp_path: Path, capsys, patch: dict, needle: str) -> None:
     job = make_job(**patch)
-    line = _run_fails(job, tmp_path / "out", capsys)
+    line = run_fails(job, tmp_path / "out", capsys)
     assert "invalid CompressionJob" in line and needle in line
 
 
@@ -110,5 +100,5 @@ def test_method_not_in_this_runner(make_job, tmp_path: Path, capsys, monkeypatch
 
     monkeypatch.setattr(methods, "load_methods", lambda: {})  # a runner image without the methods
     job = make_job(strategy=[{"prune": {"ratio": "0.3"}}])
-    line = _run_fails(job, tmp_path / "out", capsys)
+    line = run_fails(job, tmp_path / "out", capsys)
     assert "strategy[0] is prune" in line and "does not implement" in line

@@ -10,8 +10,9 @@ from pathlib import Path
 
 import pytest
 import yaml
-from kslim_runner.errors import EXIT_OK, EXIT_USER
+from kslim_runner.errors import EXIT_OK
 from kslim_runner.run import run_command
+from support.runs import run_fails
 
 pytestmark = pytest.mark.slow
 
@@ -73,31 +74,22 @@ def test_baseline_trains_from_scratch_through_the_configs_reader(make_zoo_job, t
     assert base["train"]["iterations"] == 2 and base["train"]["final_loss"] is not None
 
 
-def _fails(job: Path, out: Path, capsys) -> str:
-    code = run_command(str(job), output=str(out))
-    err = capsys.readouterr().err.strip().splitlines()
-    assert code == EXIT_USER, err
-    assert len(err) == 1, err
-    assert not (out / "report.json").exists()
-    return err[0]
-
-
 def test_bad_inputs_end_with_one_line(make_zoo_job, tmp_path: Path, capsys) -> None:
     out = tmp_path / "out"
     job = make_zoo_job([{"qat": {}}], config={"uri": "file://configs/yolov3/missing.yml"})
-    assert "missing.yml not found" in _fails(job, out, capsys)
+    assert "missing.yml not found" in run_fails(job, out, capsys)
 
     job = make_zoo_job(
         [{"qat": {}}], weights=None, config_extra="pretrain_weights: https://x.invalid/w.pdparams\n"
     )
-    line = _fails(job, out, capsys)
+    line = run_fails(job, out, capsys)
     assert "download pretrain_weights from https://x.invalid/w.pdparams" in line and "model.weights" in line
 
     job = make_zoo_job([{"qat": {}}], numClasses=4)
-    assert "yolo_head.yolo_output.0.weight has shape [24," in _fails(job, out, capsys)
+    assert "yolo_head.yolo_output.0.weight has shape [24," in run_fails(job, out, capsys)
 
     job = make_zoo_job([{"prune": {"criterion": "fpgm", "ratio": "0.3", "params": ["conv2d_999.w_0"]}}])
-    assert "conv2d_999.w_0" in _fails(job, out, capsys)
+    assert "conv2d_999.w_0" in run_fails(job, out, capsys)
 
     job = make_zoo_job([{"qat": {}}], config_extra="YOLOv3: {backbone: NoSuchNet}\n")
-    assert "YOLOv3.backbone is NoSuchNet" in _fails(job, out, capsys)
+    assert "YOLOv3.backbone is NoSuchNet" in run_fails(job, out, capsys)
