@@ -46,7 +46,7 @@ def test_params_that_match_nothing(make_job, tmp_path: Path, capsys) -> None:
 
 def test_params_that_match_only_head_convs(make_job, tmp_path: Path, capsys) -> None:
     line = _fails(make_job(_prune(ratio="0.3", params=["heads.*"])), tmp_path, capsys)
-    assert "matches only parameters that cannot be pruned" in line and "head output convs" in line
+    assert "prune.params names only parameters that cannot be pruned" in line and "head output convs" in line
 
 
 def test_a_flops_target_out_of_reach(make_job, tmp_path: Path, capsys) -> None:

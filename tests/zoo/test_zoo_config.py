@@ -124,3 +124,41 @@ def test_width_only_for_mobilenet_shorthands() -> None:
         fit_config(ZooSource(str(shorthand_config("yolov3_darknet53")), "d53", 3, 96, 0.5))
     with pytest.raises(UserError, match=r"unknown architecture yolov9; shorthands: .*yolov3_mobilenet_v1"):
         shorthand_config("yolov9")
+
+
+def test_ssd_priors_and_target_classes_follow_the_job() -> None:
+    ssd, _ = fit_config(ZooSource(str(shorthand_config("ssd_mobilenet_v1")), "ssd", 3, 150))
+    prior = ssd["SSDHead"]["anchor_generator"]
+    assert prior["base_size"] == 150 and prior["min_sizes"][0] == 30.0  # 60 px of 300 -> 30 px of 150
+    assert prior["max_sizes"][:2] == [[], 75.0]
+    ppyolo, _ = fit_config(ZooSource(str(shorthand_config("ppyolo_mbv3_large")), "pp", 5, SIZE))
+    gt2yolo = [
+        op["Gt2YoloTarget"] for op in ppyolo["TrainReader"]["batch_transforms"] if "Gt2YoloTarget" in op
+    ]
+    assert gt2yolo and all(args.get("num_classes", 5) == 5 for args in gt2yolo)
+
+
+def test_an_input_size_off_the_stride_is_checked_by_building_the_model() -> None:
+    from kslim_runner.zoo.build import check_input_size
+
+    check_input_size(ZooSource(str(shorthand_config("ssd_mobilenet_v1")), "ssd", 3, 100))
+    with pytest.raises(
+        UserError, match=r"model.inputSize 100 does not fit the model of .*use a multiple of 32"
+    ):
+        check_input_size(ZooSource(str(shorthand_config("yolov3_mobilenet_v1")), "v1", 3, 100, 0.25))
+
+
+@pytest.mark.parametrize(
+    "config", ["ppyolo_mbv3_large", "ppyolo_r50vd_dcn", "ppyolov2_r50vd_dcn", "ssd_mobilenet_v1"]
+)
+def test_kslim_configs_build_the_parameters_paddledetections_slim_configs_name(config: str) -> None:
+    """kslim's configs build the same parameters as PaddleDetection 2.6's own (bench/zoo_fidelity.py
+    compares keys, shapes and Paddle names against a PaddleDetection checkout); here, without one:
+    the convs the seed's prune configs name are neck convs of kslim's model."""
+    model = build_model(_source(shorthand_config(config)))
+    names = {p.name: k for k, p in model.named_parameters()}
+    assert names["conv2d_0.w_0"].startswith("backbone.")
+    if config == "ppyolo_mbv3_large":  # configs/slim/prune/ppyolo_mbv3_large_prune_fpgm.yml
+        assert all(names[f"conv2d_{i}.w_0"].startswith("neck.") for i in range(62, 68))
+    if config == "ppyolo_r50vd_dcn":  # configs/slim/prune/ppyolo_r50vd_prune_fpgm.yml
+        assert all(names[f"conv2d_{i}.w_0"].startswith("neck.") for i in (56, 61, 63, 68, 70, 75))

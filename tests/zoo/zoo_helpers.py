@@ -16,6 +16,7 @@ def config_tree(root: Path, *, model_extra: str = "") -> Path:
     base = root / "configs" / "_base_"
     base.mkdir(parents=True, exist_ok=True)
     shutil.copy(SHORTHANDS / "_yolov3.yml", base / "yolov3.yml")
+    shutil.copy(SHORTHANDS / "_yolo_readers.yml", base / "_yolo_readers.yml")  # yolov3.yml's _BASE_
     model = root / "configs" / "yolov3" / "yolov3_mbv1_tiny.yml"
     model.parent.mkdir(parents=True, exist_ok=True)
     model.write_text(
@@ -24,6 +25,21 @@ def config_tree(root: Path, *, model_extra: str = "") -> Path:
         "extra_block_filters: []}\n" + model_extra
     )
     return model
+
+
+def teacher_tree(root: Path, backbone: str = "mobilenet") -> Path:
+    """A teacher config in the tree config_tree writes (same _BASE_): YOLOv3 on MobileNetV1 at
+    scale 0.5, or on ResNet-34 (kslim's yolov3_resnet34 settings). Its path."""
+    config_tree(root)
+    body = {
+        "mobilenet": "MobileNet: {scale: 0.5, feature_maps: [4, 6, 13], with_extra_blocks: false, "
+        "extra_block_filters: []}\n",
+        "resnet34": "YOLOv3: {backbone: ResNet}\nResNet: {depth: 34, variant: d, return_idx: [1, 2, 3], "
+        "freeze_at: -1, freeze_norm: false, norm_decay: 0.}\n",
+    }[backbone]
+    path = root / "configs" / "yolov3" / f"yolov3_{backbone}_teacher.yml"
+    path.write_text("_BASE_: ['../_base_/yolov3.yml']\n" + body)
+    return path
 
 
 def zoo_job(strategy: list[dict[str, Any]] | None, **model: Any) -> dict[str, Any]:

@@ -30,7 +30,7 @@ from kslim_runner.methods.prune_search import (
     trace_inputs,
     trace_size,
 )
-from kslim_runner.methods.prune_select import Prunable, prunable_convs, select_ratios
+from kslim_runner.methods.prune_select import Prunable, Selection, prunable_convs, select_ratios
 from kslim_runner.models.base import Detector
 from kslim_runner.pipeline.context import RunContext
 from kslim_runner.pipeline.methods import register_method
@@ -66,19 +66,19 @@ def make_pruner(criterion: str, det: Detector) -> Any:
 
 def plan_ratios(
     ctx: RunContext, cfg: PruneStep, det: Detector, pruner: Any, convs: list[Prunable], work: Path | None
-) -> dict[str, float]:
-    """{Paddle name: ratio} for this step. work None: checks only (no sensitivity analysis)."""
+) -> Selection:
+    """The convs and ratios of this step. work None: checks only (no sensitivity analysis)."""
     if cfg.target_flops_reduction is None:
         return select_ratios(cfg, det, convs, None if cfg.ratio is None else float(cfg.ratio))
     target = float(cfg.target_flops_reduction)
-    names = select_ratios(cfg, det, convs, None)
-    chosen = [c for c in convs if c.name in names]
+    selection = select_ratios(cfg, det, convs, None)
+    chosen = [c for c in convs if c.name in selection.ratios]
     size = trace_size(det.config.input_size)
     if work is None:
         check_reachable(pruner, det, chosen, target, size)
-        return names
+        return selection
     if not cfg.sensitivity:
-        return search_ratios(pruner, det, chosen, target, size)[0]
+        return Selection(search_ratios(pruner, det, chosen, target, size)[0], selection.skipped)
     tcfg = ctx.spec.train
     loader = batch_source(det, ctx.index("train"), None).loader(
         batch_size=tcfg.batch_size,
@@ -101,7 +101,7 @@ def plan_ratios(
 
     factors = sensitivity_factors(pruner, chosen, score, work / "sensitivity.pkl")
     progress.close()
-    return search_ratios(pruner, det, chosen, target, size, factors)[0]
+    return Selection(search_ratios(pruner, det, chosen, target, size, factors)[0], selection.skipped)
 
 
 def check_prune(ctx: RunContext, cfg: PruneStep) -> None:
@@ -129,7 +129,8 @@ def run_prune(ctx: RunContext, cfg: PruneStep, source: Row) -> Row:
     with quiet_paddleslim():
         pruner = make_pruner(cfg.criterion, det)
         convs = prunable_convs(det, pruner)
-        ratios = plan_ratios(ctx, cfg, det, pruner, convs, work)
+        selection = plan_ratios(ctx, cfg, det, pruner, convs, work)
+        ratios = selection.ratios
         before, before_groups, flops_before = shapes_of(det), groups_of(det), conv_flops(det, size)
         pruner.prune_vars(ratios, 0)
         drop_backups(det)
@@ -156,6 +157,8 @@ def run_prune(ctx: RunContext, cfg: PruneStep, source: Row) -> Row:
         f"{CRITERIA[cfg.criterion]} removed {total - left} of {total} filters in {len(ratios)} convs "
         f"({(total - left) / max(total, 1):.1%}); conv FLOPs -{1 - flops_after / flops_before:.1%}"
     ]
+    if selection.note():
+        notes.append(str(selection.note()))
     if result is None:
         notes.append("no fine-tuning in this step (fineTune.iterations 0)")
     return Row(

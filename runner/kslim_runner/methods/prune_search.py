@@ -17,6 +17,7 @@ from kslim_runner.errors import UserError
 from kslim_runner.methods.prune_select import MAX_RATIO, Prunable, max_safe_ratio
 from kslim_runner.pipeline.models import is_zoo
 from kslim_runner.train.loop import default_loss
+from kslim_runner.zoo.build import sample_inputs
 
 #: PaddleSlim traces the model with a constant input built by `assign`, which refuses more than 2**20
 #: values (3 x 591 x 591); pruning groups do not depend on the input size, and conv FLOPs shares are
@@ -35,13 +36,7 @@ def trace_inputs(det: nn.Layer, size: int) -> Any:
     """What PaddleSlim traces the model with: an input shape for a built-in detector, PaddleDetection's
     input dict for its models (as its own Pruner does)."""
     if is_zoo(det):
-        return [
-            {
-                "image": paddle.ones([1, 3, size, size], dtype="float32"),
-                "im_shape": paddle.full([1, 2], size, dtype="float32"),
-                "scale_factor": paddle.ones([1, 2], dtype="float32"),
-            }
-        ]
+        return [sample_inputs(size)]
     return [1, 3, size, size]
 
 

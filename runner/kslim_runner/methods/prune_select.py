@@ -56,18 +56,38 @@ def max_safe_ratio(channels: int) -> float:
     return math.floor((channels - 1) / channels * 100) / 100
 
 
-def _unprunable_message(pattern: str, matched: list[str], what: str) -> str:
-    return (
-        f"prune.{what}: {pattern!r} matches only parameters that cannot be pruned "
-        f"({', '.join(matched[:4])}{', ...' if len(matched) > 4 else ''}): head output convs (their "
-        "channels are anchors x (5 + classes)), depthwise convs (pruned with the conv before them) "
-        "and convs feeding a concat; pick other convs"
-    )
+UNPRUNABLE = (
+    "head output convs (their channels are anchors x (5 + classes)), depthwise convs (pruned with "
+    "the conv before them) and convs feeding a concat"
+)
+
+
+def _listed(names: list[str]) -> str:
+    return f"{', '.join(names[:4])}{', ...' if len(names) > 4 else ''}"
+
+
+@dataclass(frozen=True)
+class Selection:
+    """What a step prunes ({Paddle name: ratio}) and the named convs it cannot prune."""
+
+    ratios: dict[str, float]
+    skipped: list[str]
+
+    def note(self) -> str | None:
+        """One line for the row: PaddleSlim leaves these convs whole (as PaddleDetection's Pruner
+        does, silently, for its configs' lists); kslim says so."""
+        if not self.skipped:
+            return None
+        return (
+            f"{len(self.skipped)} named conv(s) cannot be pruned and were left whole "
+            f"({_listed(self.skipped)}): {UNPRUNABLE}"
+        )
 
 
 def _resolve(
-    pattern: str, what: str, names: list[tuple[str, str]], prunable: dict[str, Prunable]
+    pattern: str, what: str, names: list[tuple[str, str]], prunable: dict[str, Prunable], skipped: list[str]
 ) -> list[str]:
+    """The prunable convs a pattern selects; the unprunable ones it names go to `skipped`."""
     matched = match_names(pattern, names)
     if not matched:
         example = next((s for _, s in names if ".neck." in f".{s}"), names[0][1] if names else "")
@@ -77,35 +97,41 @@ def _resolve(
             f"(e.g. {example}), globs allowed",
             reason="InvalidSpec",
         )
-    keep = [m for m in matched if m in prunable]
-    if not keep:
-        raise UserError(_unprunable_message(pattern, matched, what), reason="InvalidSpec")
-    return keep
+    skipped.extend(m for m in matched if m not in prunable and m not in skipped)
+    return [m for m in matched if m in prunable]
 
 
-def select_ratios(
-    step: Any, det: nn.Layer, prunables: list[Prunable], ratio: float | None
-) -> dict[str, float]:
-    """{Paddle name: ratio} of the convs to prune. step.ratios: each key's matches get its ratio (an
-    exact name wins over a glob, then the first matching key); otherwise `ratio` for every conv that
-    step.params select (default: every prunable conv). ratio None: selection only (ratio 0)."""
+def select_ratios(step: Any, det: nn.Layer, prunables: list[Prunable], ratio: float | None) -> Selection:
+    """The convs to prune and their ratios. step.ratios: each key's matches get its ratio (an exact
+    name wins over a glob, then the first matching key); otherwise `ratio` for every conv that
+    step.params select (default: every prunable conv). ratio None: selection only (ratio 0).
+    Named convs that cannot be pruned are skipped with a note, as long as something is pruned."""
     names = conv_weights(det)
     prunable = {p.name: p for p in prunables}
     chosen: dict[str, float] = {}
+    skipped: list[str] = []
     if step.ratios:
         exact = {k for k in step.ratios if "*" not in k and "?" not in k and "[" not in k}
         for key in sorted(step.ratios, key=lambda k: k not in exact):
-            for name in _resolve(key, f"ratios[{key!r}]", names, prunable):
+            for name in _resolve(key, f"ratios[{key!r}]", names, prunable, skipped):
                 chosen.setdefault(name, float(step.ratios[key]))
+        what = "ratios"
     else:
         selected = (
-            [n for pat in step.params for n in _resolve(pat, "params", names, prunable)]
+            [n for pat in step.params for n in _resolve(pat, "params", names, prunable, skipped)]
             if step.params
             else list(prunable)
         )
         chosen = dict.fromkeys(selected, 0.0 if ratio is None else ratio)
+        what = "params"
+    if not chosen:
+        raise UserError(
+            f"prune.{what} names only parameters that cannot be pruned ({_listed(skipped)}): "
+            f"{UNPRUNABLE}; pick other convs",
+            reason="InvalidSpec",
+        )
     check_keeps_filters(chosen, prunable)
-    return chosen
+    return Selection(chosen, skipped)
 
 
 def check_keeps_filters(ratios: dict[str, float], prunable: dict[str, Prunable]) -> None:

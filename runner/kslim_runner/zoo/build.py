@@ -36,6 +36,37 @@ def build_model(source: ZooSource) -> nn.Layer:
     return model
 
 
+def sample_inputs(size: int, batch: int = 1) -> dict[str, paddle.Tensor]:
+    """PaddleDetection's inference inputs for `batch` square images of `size` px."""
+    return {
+        "image": paddle.ones([batch, 3, size, size], dtype="float32"),
+        "im_shape": paddle.full([batch, 2], size, dtype="float32"),
+        "scale_factor": paddle.ones([batch, 2], dtype="float32"),
+    }
+
+
+#: Every input size that is a multiple of this fits the models PaddleDetection builds.
+SAFE_STRIDE = 32
+
+
+def check_input_size(source: ZooSource) -> None:
+    """An input size off the largest stride (SSD's 300) fits some models and not others (a YOLO neck
+    concatenates maps of mismatched sizes): one forward pass tells, before anything trains."""
+    if source.input_size % SAFE_STRIDE == 0:
+        return
+    model = build_model(source)
+    try:
+        with paddle.no_grad():
+            model(sample_inputs(source.input_size))
+    except (ValueError, RuntimeError, AssertionError) as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise UserError(
+            f"model.inputSize {source.input_size} does not fit the model of {source.config} ({first[:200]}); "
+            f"use a multiple of {SAFE_STRIDE}",
+            reason="InvalidSpec",
+        ) from e
+
+
 def read_weights(path: Path) -> dict[str, Any]:
     if not path.is_file():
         raise UserError(f"weights file {path} not found; check model.weights.uri", reason="DataNotFound")

@@ -166,8 +166,8 @@ def _fit_transform(name: str, args: dict[str, Any], size: int) -> dict[str, Any]
 
 
 def fit_input_size(cfg: dict[str, Any], size: int) -> None:
-    """Every resize of the readers, the exported input shape and a baked `eval_size` at `size`, so
-    the model trains, exports and is timed at the job's input size."""
+    """Every resize of the readers, the exported input shape, a baked `eval_size` and SSD's prior
+    boxes at `size`, so the model trains, exports and is timed at the job's input size."""
     for reader in READERS:
         section = cfg.get(reader)
         if not isinstance(section, dict):
@@ -192,6 +192,41 @@ def fit_input_size(cfg: dict[str, Any], size: int) -> None:
             cfg[key] = size
     if "eval_size" in cfg and cfg["eval_size"] is not None:
         cfg["eval_size"] = [size, size]
+    for section in cfg.values():
+        prior = section.get("anchor_generator") if isinstance(section, dict) else None
+        if isinstance(prior, dict) and isinstance(prior.get("base_size"), int | float):
+            _fit_priors(prior, size)
+
+
+def _fit_priors(prior: dict[str, Any], size: int) -> None:
+    """SSD's prior boxes are pixel sizes for an image of `base_size` (prior_box normalises them by
+    the image's size): scaled with the input, each prior covers the same share of the image."""
+    factor = size / float(prior["base_size"])
+
+    def scale(v: Any) -> Any:
+        if isinstance(v, list):
+            return [scale(x) for x in v]
+        return round(float(v) * factor, 3) if isinstance(v, int | float) else v
+
+    for key in ("min_sizes", "max_sizes"):
+        if key in prior:
+            prior[key] = scale(prior[key])
+    prior["base_size"] = size
+
+
+def fit_classes(cfg: dict[str, Any], num_classes: int) -> None:
+    """The job's classes for the model and for reader transforms that build class targets
+    (Gt2YoloTarget's num_classes, ...)."""
+    cfg["num_classes"] = num_classes
+    for reader in READERS:
+        section = cfg.get(reader)
+        if not isinstance(section, dict):
+            continue
+        for key in ("sample_transforms", "batch_transforms"):
+            for op in section.get(key) or []:
+                for args in op.values() if isinstance(op, dict) else ():
+                    if isinstance(args, dict) and "num_classes" in args:
+                        args["num_classes"] = num_classes
 
 
 def fit_config(source: ZooSource) -> tuple[dict[str, Any], list[str]]:
@@ -200,7 +235,7 @@ def fit_config(source: ZooSource) -> tuple[dict[str, Any], list[str]]:
     cfg = copy.deepcopy(read_tree(path))
     arch = check_model(cfg, path)
     notes: list[str] = []
-    cfg["num_classes"] = source.num_classes
+    fit_classes(cfg, source.num_classes)
     if cfg.get("norm_type") == "sync_bn":
         cfg["norm_type"] = "bn"  # SyncBatchNorm has no CPU kernel; data-parallel BN stays per process
         notes.append("norm_type sync_bn trains as bn (per-process batch statistics)")
