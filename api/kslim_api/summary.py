@@ -22,7 +22,7 @@ def step_summary(step: StrategyStep) -> str:
             amount = f"-{percent.normalize():f}% flops" + (" sensitivity" if p.sensitivity else "")
         return f"prune({p.criterion} {amount})"
     if step.distill is not None:
-        return f"distill({step.distill.teacher.architecture.value})"
+        return f"distill({step.distill.teacher.label})"
     if step.qat is not None:
         flags = [f for f, on in (("pact", step.qat.pact), ("wpact", step.qat.weight_pact)) if on]
         return f"qat({' '.join(flags)})" if flags else "qat"

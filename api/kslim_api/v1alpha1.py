@@ -257,8 +257,10 @@ class ModelSpec(Spec):
     """Backbone width multiplier (MobileNet backbones only), e.g. "0.25", "0.5", "1.0"."""
     num_classes: int = Field(default=80, ge=1, le=1000)
     """Number of object classes the detector predicts."""
-    input_size: int = Field(default=320, ge=64, le=1024, multiple_of=32)
-    """Square input size in pixels; a multiple of 32 (the detector's largest stride)."""
+    input_size: int = Field(default=320, ge=64, le=1024)
+    """Square input size in pixels the model trains, exports and is timed at. A multiple of 32 (the
+    largest stride) for built-in architectures; a PaddleDetection config may take others its model
+    fits (SSD's 300), checked by building it."""
     weights: WeightsRef | None = None
     """Pretrained weights of the architecture. Unset: the job trains a baseline first."""
     inference_model: InferenceModelRef | None = None
@@ -279,6 +281,13 @@ class ModelSpec(Spec):
             "own weights)",
             field_path=".weights",
             check=lambda m: m.inference_model is None or m.weights is None,
+        ),
+        Rule(
+            rule="!has(self.architecture) || self.inputSize % 32 == 0",
+            message="model.inputSize must be a multiple of 32 for a built-in architecture (its largest "
+            "stride), e.g. 320 or 608",
+            field_path=".inputSize",
+            check=lambda m: m.architecture is None or m.input_size % 32 == 0,
         ),
         _width_rule("model"),
     )
@@ -470,16 +479,39 @@ class PruneStep(Spec):
 
 
 class TeacherSpec(Spec):
-    """A built-in detector used as the distillation teacher."""
+    """The distillation teacher: a built-in detector (for a student given as model.architecture) or
+    a PaddleDetection model config (for a student given as model.config). It predicts the student's
+    classes at the student's input size."""
 
-    architecture: Architecture
-    """Teacher detector architecture (same classes as the student)."""
+    architecture: Architecture | None = None
+    """Built-in teacher architecture. Exactly one of `architecture` or `config`."""
+    config: ModelConfigRef | None = None
+    """A PaddleDetection model config of the YOLOv3 family (YOLOv3 architecture, YOLOv3Head), e.g.
+    pvc://models/configs/yolov3/yolov3_r34_270e_coco.yml; the student must be a model.config too."""
     width: Multiplier = "1.0"
-    """Teacher backbone width multiplier (MobileNet backbones only)."""
+    """Teacher backbone width multiplier (built-in MobileNet architectures only)."""
     weights: WeightsRef | None = None
-    """Teacher weights. Unset: the job trains the teacher first (spec.train budget)."""
+    """Teacher weights (for a config: a `.pdparams` in PaddleDetection's parameter names). Unset: the
+    job trains the teacher first (spec.train budget)."""
 
-    rules = (_width_rule("teacher"),)
+    rules = (
+        Rule(
+            rule="[has(self.architecture), has(self.config)].filter(x, x).size() == 1",
+            message="set exactly one of teacher.architecture (a built-in detector) or teacher.config (a "
+            "PaddleDetection model config)",
+            check=lambda m: [m.architecture, m.config].count(None) == 1,
+        ),
+        _width_rule("teacher"),
+    )
+
+    @property
+    def label(self) -> str:
+        """The architecture, or the config's file name without its extension."""
+        if self.architecture is not None:
+            return self.architecture.value
+        assert self.config is not None
+        name = self.config.uri.rstrip("/").rsplit("/", 1)[-1]
+        return name.rsplit(".", 1)[0] if name.endswith((".yml", ".yaml")) else name
 
 
 class DistillStep(Spec):

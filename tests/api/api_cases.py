@@ -117,6 +117,13 @@ class BadSpec:
 SYNTHETIC = {"format": "synthetic"}
 PTQ = [{"ptq": {"algo": "hist"}}]
 DISTILL = {"distill": {"teacher": {"architecture": "yolov3_darknet53"}}}
+PPDET_TEACHER = "pvc://models/configs/yolov3/yolov3_r34_270e_coco.yml"
+PPDET_STUDENT = {
+    "config": {"uri": "pvc://models/configs/yolov3/yolov3_mobilenet_v1_270e_coco.yml"},
+    "weights": {"uri": "pvc://models/yolov3_mobilenet_v1_270e_coco.pdparams"},
+    "numClasses": 80,
+    "inputSize": 320,
+}
 
 BAD_SPECS: list[BadSpec] = [
     # unknown fields
@@ -188,9 +195,9 @@ BAD_SPECS: list[BadSpec] = [
     # required fields
     BadSpec("no-dataset", drops("spec.dataset"), "spec.dataset"),
     BadSpec(
-        "teacher-without-architecture",
+        "teacher-without-architecture-nor-config",
         sets(spec__strategy=[{"distill": {"teacher": {}}}]),
-        "spec.strategy[0].distill.teacher.architecture",
+        "spec.strategy[0].distill.teacher",
     ),
     BadSpec("no-output", drops("spec.output"), "spec.output", server_only=True),
     # cross-field rules (CEL on the server, the same Rule in pydantic)
@@ -225,6 +232,29 @@ BAD_SPECS: list[BadSpec] = [
             sets(spec__model__config={"uri": "pvc://models/configs/y.yml"}, spec__model__width="0.5"),
         ),
         "spec.model.width",
+    ),
+    BadSpec(
+        "teacher-architecture-and-config",
+        sets(
+            spec__strategy=[
+                {
+                    "distill": {
+                        "teacher": {"architecture": "yolov3_darknet53", "config": {"uri": PPDET_TEACHER}}
+                    }
+                }
+            ]
+        ),
+        "spec.strategy[0].distill.teacher",
+    ),
+    BadSpec(
+        "teacher-config-with-width",
+        sets(spec__strategy=[{"distill": {"teacher": {"config": {"uri": PPDET_TEACHER}, "width": "0.5"}}}]),
+        "spec.strategy[0].distill.teacher.width",
+    ),
+    BadSpec(
+        "teacher-config-not-a-uri",
+        sets(spec__strategy=[{"distill": {"teacher": {"config": {"uri": "configs/yolov3/r34.yml"}}}}]),
+        "spec.strategy[0].distill.teacher.config.uri",
     ),
     BadSpec(
         "inference-model-with-weights",
@@ -342,6 +372,31 @@ GOOD_SPECS: list[GoodSpec] = [
     GoodSpec(
         "distill-prune-qat",
         sets(spec__strategy=[DISTILL, {"prune": {"ratio": "0.2"}}, {"qat": {"pact": True}}]),
+    ),
+    GoodSpec(
+        "paddledetection-student-and-teacher",
+        sets(
+            spec__model=PPDET_STUDENT,
+            spec__strategy=[
+                {
+                    "distill": {
+                        "teacher": {
+                            "config": {"uri": PPDET_TEACHER},
+                            "weights": {"uri": "pvc://models/yolov3_r34_270e_coco.pdparams"},
+                        },
+                        "weight": "1000",
+                    }
+                },
+                {"prune": {"criterion": "fpgm", "ratios": {"conv2d_27.w_0": "0.5"}}},
+            ],
+        ),
+    ),
+    GoodSpec(
+        "paddledetection-teacher-trained-in-the-job",
+        sets(
+            spec__model=PPDET_STUDENT,
+            spec__strategy=[{"distill": {"teacher": {"config": {"uri": PPDET_TEACHER}}}}],
+        ),
     ),
     GoodSpec(
         "width-one-on-darknet", sets(spec__model__architecture="yolov3_darknet53", spec__model__width="1")

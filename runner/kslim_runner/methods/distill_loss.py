@@ -8,19 +8,25 @@ usually 1000, means the same): per level, with the teacher's objectness sigmoid(
   obj: mean(BCE(s_obj, t_obj > 0))
 feature: per neck level, the student's map through a 1x1 adapter conv (to the teacher's channels)
 and the teacher's map, each normalised per channel (zero mean, unit variance), mean squared
-difference; times FEATURE_SCALE so that one `weight` serves both terms."""
+difference; times FEATURE_SCALE so that one `weight` serves both terms.
+
+The student is a built-in detector (DistillStudent, batches of tensors) or a PaddleDetection
+YOLOv3-family model (methods/distill_zoo.ZooDistillStudent, batches as dicts from its config's
+reader); DistillLoss and DistillTask serve both."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import paddle
 import paddle.nn.functional as F
 from paddle import nn
 
 from kslim_runner.atomic import write_with
+from kslim_runner.methods.distill_zoo import ZooDistillStudent, teacher_maps
 from kslim_runner.models.base import Detector
 from kslim_runner.train import distributed
 from kslim_runner.train.loop import Forward
@@ -125,15 +131,18 @@ class DistillLoss:
         self.teacher, self.kind, self.weight = teacher, kind, weight
         self.terms = set(kind.split("+"))
 
-    def __call__(
-        self, detector: Detector, batch: Sequence[paddle.Tensor], forward: Forward | None = None
-    ) -> paddle.Tensor:
-        assert isinstance(detector, DistillStudent)
-        image, gt_box, gt_label = batch[0], batch[1], batch[2]
-        s_feats, s_outs = (forward or detector)(image)
-        with paddle.no_grad():
-            t_feats, t_outs = neck_and_heads(self.teacher, image)
-        total = detector.student.loss(s_outs, gt_box, gt_label)
+    def __call__(self, detector: Detector, batch: Any, forward: Forward | None = None) -> paddle.Tensor:
+        if isinstance(batch, dict):  # a PaddleDetection student: its reader's batch, its own loss
+            assert isinstance(detector, ZooDistillStudent)
+            s_feats, s_outs, total = (forward or detector)(batch)
+            t_feats, t_outs = teacher_maps(self.teacher, batch)
+        else:
+            assert isinstance(detector, DistillStudent)
+            image, gt_box, gt_label = batch[0], batch[1], batch[2]
+            s_feats, s_outs = (forward or detector)(image)
+            with paddle.no_grad():
+                t_feats, t_outs = neck_and_heads(self.teacher, image)
+            total = detector.student.loss(s_outs, gt_box, gt_label)
         extra = paddle.zeros([1])
         if "yolov3" in self.terms:
             extra = extra + yolov3_distill_loss(s_outs, t_outs, self.teacher.config.num_classes)
@@ -144,7 +153,7 @@ class DistillLoss:
     def worker_task(self, wrapper: Detector, workdir: Path) -> DistillTask | None:
         """How a data-parallel worker rebuilds the student wrapper and this loss (the teacher's
         weights go to workdir); None when the student or teacher is not a rebuildable detector."""
-        if not isinstance(wrapper, DistillStudent):
+        if not isinstance(wrapper, DistillStudent | ZooDistillStudent):
             return None
         student = distributed.detection_task(wrapper.student)
         teacher = distributed.detection_task(self.teacher)
@@ -168,5 +177,6 @@ class DistillTask:
     def build(self, workdir: Path) -> tuple[Detector, DistillLoss]:
         teacher = self.teacher.build_detector()
         teacher.set_state_dict(paddle.load(str(workdir / TEACHER_WEIGHTS)))
-        wrapper = DistillStudent(self.student.build_detector(), self.teacher_channels)
+        wrap = ZooDistillStudent if self.student.zoo else DistillStudent
+        wrapper = wrap(self.student.build_detector(), self.teacher_channels)
         return wrapper, DistillLoss(teacher, self.kind, self.weight)

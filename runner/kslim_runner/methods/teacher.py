@@ -1,5 +1,6 @@
-"""The distillation teacher: a built-in detector with the student's classes and input size, from
-given weights (checked up front: readable, same classes, matching the architecture) or trained
+"""The distillation teacher, with the student's classes and input size: a built-in detector for a
+built-in student, a PaddleDetection config (YOLOv3 family) for a PaddleDetection student. From given
+weights (checked up front: readable, same classes, matching the architecture or config) or trained
 first in the same job on the train split with spec.train's budget (resumable; kept once trained)."""
 
 from __future__ import annotations
@@ -12,21 +13,72 @@ import paddle
 
 from kslim_runner.errors import UserError
 from kslim_runner.measure.dygraph_eval import evaluate_dygraph
-from kslim_runner.methods.common import save_weights
+from kslim_runner.methods.common import model_config, save_weights
 from kslim_runner.models.base import Detector, DetectorConfig
-from kslim_runner.models.registry import build_detector
 from kslim_runner.models.yolov3 import ANCHOR_MASKS
 from kslim_runner.pipeline.context import RunContext
-from kslim_runner.pipeline.models import load_weights
+from kslim_runner.pipeline.models import ModelConfig, build_model, is_zoo, load_weights
 from kslim_runner.train.config import train_config_from_spec
 from kslim_runner.train.loop import train_detector
+from kslim_runner.zoo.config import ZooSource, download_fields
 
 HEAD_KEY = "heads.0.weight"
 
 
-def teacher_config(ctx: RunContext, teacher: Any) -> DetectorConfig:
+def teacher_config(ctx: RunContext, teacher: Any) -> ModelConfig:
     m = ctx.spec.model
+    if teacher.config is not None:
+        path = Path(ctx.resolve(teacher.config.uri, "distill.teacher.config")).resolve()
+        return ZooSource(str(path), path.stem, m.num_classes, m.input_size)
     return DetectorConfig(teacher.architecture.value, m.num_classes, m.input_size, float(teacher.width))
+
+
+def check_pairing(ctx: RunContext, teacher: Any) -> None:
+    """A PaddleDetection student learns from a PaddleDetection teacher, a built-in from a built-in."""
+    student_zoo, teacher_zoo = ctx.spec.model.config is not None, teacher.config is not None
+    if student_zoo and not teacher_zoo:
+        raise UserError(
+            f"the student is a PaddleDetection config (model.config) but the teacher is the built-in "
+            f"{teacher.label}; give the teacher as a PaddleDetection config too (distill.teacher.config, "
+            "e.g. configs/yolov3/yolov3_r34_270e_coco.yml)",
+            reason="TeacherMismatch",
+        )
+    if teacher_zoo and not student_zoo:
+        raise UserError(
+            f"the teacher is a PaddleDetection config ({teacher.config.uri}) but the student is not "
+            "(model.architecture); give the teacher as distill.teacher.architecture, or the student as "
+            "model.config",
+            reason="TeacherMismatch",
+        )
+
+
+def check_zoo_teacher(ctx: RunContext, teacher: Any) -> None:
+    """The teacher config builds, pairs with the student (YOLOv3 heads whose outputs line up), and
+    its weights, when given, load into it (else the first bad key is named)."""
+    from kslim_runner.methods.distill_zoo import check_pair
+
+    source = teacher_config(ctx, teacher)
+    assert isinstance(source, ZooSource)
+    student_source = model_config(ctx)
+    student = build_model(student_source)
+    paddle.seed(ctx.spec.train.seed)
+    model = build_model(source)
+    check_pair(student, model, student_source.architecture, source.architecture)
+    urls = download_fields(Path(source.config))
+    if urls and teacher.weights is None:
+        key, url = next(iter(urls.items()))
+        raise UserError(
+            f"the teacher's PaddleDetection config {source.config} asks to download {key} from {url}; the "
+            "runner downloads nothing at run time: give distill.teacher.weights (a checkpoint of this "
+            f"config), or remove {key} to train the teacher from scratch in the job",
+            reason="BadConfig",
+        )
+    if teacher.weights is not None:
+        path = ctx.resolve(teacher.weights.uri, "distill.teacher.weights")
+        try:
+            load_weights(model, Path(path))
+        except UserError as e:
+            raise UserError(f"distill.teacher.weights: {e.summary}", reason=e.reason) from e
 
 
 def weights_classes(state: dict[str, Any]) -> int | None:
@@ -39,6 +91,10 @@ def weights_classes(state: dict[str, Any]) -> int | None:
 
 def check_teacher(ctx: RunContext, teacher: Any) -> None:
     """Given teacher weights must exist, predict the student's classes and fit the architecture."""
+    check_pairing(ctx, teacher)
+    if teacher.config is not None:
+        check_zoo_teacher(ctx, teacher)
+        return
     if teacher.weights is None:
         return
     path = ctx.resolve(teacher.weights.uri, "distill.teacher.weights")
@@ -60,14 +116,14 @@ def check_teacher(ctx: RunContext, teacher: Any) -> None:
             "(model.numClasses); distillation needs a teacher trained on the same classes",
             reason="TeacherMismatch",
         )
-    load_weights(build_detector(teacher_config(ctx, teacher)), Path(path))
+    load_weights(build_model(teacher_config(ctx, teacher)), Path(path))
 
 
 def prepare_teacher(ctx: RunContext, teacher: Any, work: Path) -> tuple[Detector, list[str]]:
     """(teacher in eval mode, notes). Trains it first (in work/teacher) when no weights are given."""
     cfg = teacher_config(ctx, teacher)
     paddle.seed(ctx.spec.train.seed)
-    det = build_detector(cfg)
+    det = build_model(cfg)
     if teacher.weights is not None:
         load_weights(det, ctx.resolve(teacher.weights.uri, "distill.teacher.weights"))
         det.eval()
@@ -83,10 +139,27 @@ def prepare_teacher(ctx: RunContext, teacher: Any, work: Path) -> tuple[Detector
     result = train_detector(det, ctx.index("train"), tcfg, folder, stage="distill")
     save_weights(det, weights)
     shutil.rmtree(folder / "checkpoint", ignore_errors=True)
-    val = ctx.index("val")
-    ap = evaluate_dygraph(det, val, batch_size=ctx.spec.evaluation.batch_size)["ap"]
+    ap, measured = _teacher_ap(ctx, det, folder)
     det.eval()
     return det, [
         f"teacher {cfg.architecture} trained in this job for {result.iterations} steps "
-        f"({result.seconds:.0f} s), AP {ap * 100:.1f} on val (in training)"
+        f"({result.seconds:.0f} s), AP {ap * 100:.1f} on val ({measured})"
     ]
+
+
+def _teacher_ap(ctx: RunContext, det: Detector, folder: Path) -> tuple[float, str]:
+    """The trained teacher's AP on val and how it was measured: the Python model for a built-in
+    detector; a PaddleDetection model as the pipeline measures it, exported (to folder/export) and
+    run by Paddle Inference in fp32."""
+    val = ctx.index("val")
+    if not is_zoo(det):
+        stats = evaluate_dygraph(det, val, batch_size=ctx.spec.evaluation.batch_size)
+        return float(stats["ap"]), "in training"
+    from kslim_runner.measure.coco_eval import evaluate_model
+    from kslim_runner.measure.predictor import PredictorOptions
+    from kslim_runner.zoo.export import export_model
+
+    out = export_model(det, folder / "export", ctx.labels)
+    opts = PredictorOptions(device=ctx.device.device, threads=ctx.spec.benchmark.threads, precision="fp32")
+    result = evaluate_model(out, val, batch_size=ctx.spec.evaluation.batch_size, opts=opts, stage="distill")
+    return float(result.ap), "exported, fp32"
