@@ -141,6 +141,28 @@ def load_coco(
     return index
 
 
+def require_segmentation(annotations: Path, why: str) -> None:
+    """Every object a model trains on or is scored against (not crowd, with a box) has a non-empty
+    `segmentation` (polygons or RLE); else a UserError naming the file, the annotation and `why`
+    (which model asks for masks)."""
+    doc = _read_json(Path(annotations))
+    for ann in doc["annotations"]:
+        if not isinstance(ann, dict) or ann.get("iscrowd", 0):
+            continue
+        if not ann.get("segmentation"):
+            missing = sum(
+                1
+                for a in doc["annotations"]
+                if isinstance(a, dict) and not a.get("iscrowd", 0) and not a.get("segmentation")
+            )
+            raise UserError(
+                f"annotation file {annotations}: annotation {ann.get('id')} has no segmentation "
+                f"({missing} of {len(doc['annotations'])} annotations lack one); {why}: give every "
+                "object a polygon (or RLE) segmentation, or use a box-only config",
+                reason="MissingSegmentation",
+            )
+
+
 def check_images(index: CocoIndex, *, decode: bool = True) -> None:
     """Every listed image exists and (with decode) decodes. Raises UserError naming the first bad file."""
     import cv2

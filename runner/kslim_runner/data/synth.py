@@ -1,5 +1,6 @@
 """Synthetic COCO: scenes of shapes (several classes and sizes, occlusion, clutter, colour noise)
-written as real JPEGs plus an instances JSON that pycocotools loads. `kslim data synth` and the
+written as real JPEGs plus an instances JSON that pycocotools loads, every object with its box and
+its polygon segmentation (so mask models train and are scored on it). `kslim data synth` and the
 synthetic dataset format use it."""
 
 from __future__ import annotations
@@ -82,8 +83,31 @@ def _contrasting_colour(rng: np.random.Generator, under: np.ndarray) -> np.ndarr
     return 255 - under
 
 
+def mask_polygons(mask: np.ndarray, offset: tuple[int, int] = (0, 0)) -> list[list[float]]:
+    """COCO polygons ([x1, y1, x2, y2, ...] each, image coordinates) outlining a binary mask, one per
+    connected part: rasterised back by pycocotools they give exactly the mask's pixels. Holes are
+    not represented (COCO's polygons cannot; a ring's polygon covers its hole).
+
+    Traced on the mask at twice the resolution, so that the outline runs a quarter pixel inside the
+    outer pixels' edges rather than through their centres (which loses half a pixel all round: IoU
+    0.6-0.8 for shapes of 10 px); straight runs are merged within half a pixel of that grid."""
+    import cv2
+
+    up = cv2.resize(mask.astype(np.uint8), None, fx=2, fy=2, interpolation=cv2.INTER_NEAREST)
+    contours, _ = cv2.findContours(up, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+    polygons = []
+    for c in contours:
+        pts = cv2.approxPolyDP(c, 0.5, True).reshape(-1, 2)
+        if len(pts) < 3:
+            continue
+        xy = (pts + 0.5) / 2 + np.asarray(offset, dtype=np.float64)
+        polygons.append([round(float(v), 2) for v in xy.ravel()])
+    return polygons
+
+
 def render_scene(rng: np.random.Generator, cfg: SynthConfig) -> tuple[np.ndarray, list[dict[str, Any]]]:
-    """One image (uint8 RGB, size x size) and its objects: category (0-based), bbox [x, y, w, h], area."""
+    """One image (uint8 RGB, size x size) and its objects: category (0-based), bbox [x, y, w, h], area
+    (visible pixels) and segmentation (polygons of the visible pixels, see mask_polygons)."""
     size = cfg.size
     img = _background(rng, size)
     _clutter(rng, img)
@@ -125,7 +149,12 @@ def render_scene(rng: np.random.Generator, cfg: SynthConfig) -> tuple[np.ndarray
         if len(xs) < MIN_VISIBLE * total or len(xs) < 12:
             continue
         x1, y1, x2, y2 = int(xs.min()), int(ys.min()), int(xs.max()) + 1, int(ys.max()) + 1
-        objects.append({"category": cls, "bbox": [x1, y1, x2 - x1, y2 - y1], "area": len(xs)})
+        polygons = mask_polygons(owner[y1:y2, x1:x2] == k, (x1, y1))
+        if not polygons:  # (a part too thin to outline) its box instead
+            polygons = [[x1, y1, x2, y1, x2, y2, x1, y2]]
+        objects.append(
+            {"category": cls, "bbox": [x1, y1, x2 - x1, y2 - y1], "area": len(xs), "segmentation": polygons}
+        )
     return np.clip(img, 0, 255).astype(np.uint8), objects
 
 
@@ -160,6 +189,7 @@ def generate(out: Path, cfg: SynthConfig, *, split: str | None = None) -> Path:
                     "category_id": ob["category"] + 1,
                     "bbox": ob["bbox"],
                     "area": ob["area"],
+                    "segmentation": ob["segmentation"],
                     "iscrowd": 0,
                 }
             )

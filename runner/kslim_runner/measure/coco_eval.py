@@ -1,4 +1,5 @@
-"""COCO box AP of an exported inference model, run through Paddle Inference, scored by pycocotools."""
+"""COCO box AP (and mask AP, for a model that outputs instance masks) of an exported inference model,
+run through Paddle Inference, scored by pycocotools."""
 
 from __future__ import annotations
 
@@ -14,8 +15,13 @@ import numpy as np
 from paddle import inference
 
 from kslim_runner.data.coco import CocoIndex, read_image
-from kslim_runner.measure.predictor import PredictorOptions, create_predictor, run_detector, spinning_threads
-from kslim_runner.measure.preprocess import Preprocess, load_preprocess
+from kslim_runner.measure.predictor import (
+    PredictorOptions,
+    create_predictor,
+    run_detector_masks,
+    spinning_threads,
+)
+from kslim_runner.measure.preprocess import Preprocess, load_preprocess, stack_batch
 from kslim_runner.measure.program import model_files
 from kslim_runner.progress import Progress
 
@@ -36,9 +42,33 @@ class EvalResult:
     setupSeconds: float
     imagesPerSecond: float
     cocoSeconds: float = 0.0  # of `seconds`, pycocotools' share (the rest: decoding and inference)
+    maskAp: float | None = None  # COCO mask ("segm") AP, for models that output masks
+    maskAp50: float | None = None
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        """The fields; the mask ones only for a mask model (box-only results keep their keys)."""
+        d = asdict(self)
+        for key in ("maskAp", "maskAp50"):
+            if d[key] is None:
+                del d[key]
+        return d
+
+
+def encode_mask(mask: np.ndarray) -> dict:
+    """A binary [H, W] mask as COCO's compressed RLE (counts as text, so it goes into JSON)."""
+    from pycocotools import mask as mask_util
+
+    rle = mask_util.encode(np.asfortranarray(mask.astype(np.uint8)))
+    return {"size": [int(v) for v in rle["size"]], "counts": rle["counts"].decode("ascii")}
+
+
+def image_mask(masks: np.ndarray, k: int, height: int, width: int) -> np.ndarray:
+    """Detection k's mask on its image (height x width): the model's masks span the batch's largest
+    image, with -1 beyond each image's own size."""
+    m = masks[k, :height, :width] > 0
+    if m.shape != (height, width):
+        m = np.pad(m, ((0, height - m.shape[0]), (0, width - m.shape[1])))
+    return m
 
 
 def _batches(
@@ -57,7 +87,7 @@ def _batches(
             samples = list(pending[k])
             if k + 2 < len(chunks):
                 pending.append(pool.map(load, chunks[k + 2]))
-            yield chunk, tuple(np.stack(col) for col in zip(*samples, strict=True))
+            yield chunk, stack_batch(samples)
 
 
 def predict(
@@ -70,7 +100,8 @@ def predict(
     score_threshold: float = 0.0,
     predictor: inference.Predictor | None = None,
 ) -> list[dict]:
-    """COCO-format detections (image_id, category_id, bbox [x, y, w, h], score) for every image."""
+    """COCO-format detections (image_id, category_id, bbox [x, y, w, h], score) for every image; a
+    mask model's also carry `segmentation` (RLE at the image's size)."""
     pre = load_preprocess(model_dir)
     if predictor is None:
         predictor = create_predictor(model_files(model_dir), opts)
@@ -79,24 +110,30 @@ def predict(
     done = 0
     n_cats = len(index.category_ids)
     for rows, (image, im_shape, scale) in _batches(index, pre, batch_size, workers=max(1, opts.threads)):
-        boxes, nums = run_detector(predictor, image, im_shape, scale)
+        boxes, nums, masks = run_detector_masks(predictor, image, im_shape, scale)
         # Filtered in numpy (float64, so the threshold compares as on Python floats), then rounded
         # with Python's round: the same detections and digits as a per-box Python loop, faster.
         b = boxes.astype(np.float64)
         owner = np.repeat(np.asarray(rows), nums)
         cls = b[:, 0].astype(np.int64)  # truncation, as int()
         keep = (cls >= 0) & (cls < n_cats) & (b[:, 1] >= score_threshold)
-        for row, c, (score, x1, y1, x2, y2) in zip(
-            owner[keep].tolist(), cls[keep].tolist(), b[keep, 1:].tolist(), strict=True
+        kept = np.flatnonzero(keep).tolist()
+        origin = np.floor(im_shape / scale + 0.5).astype(np.int64)  # each image's [h, w]
+        for k, row, c, (score, x1, y1, x2, y2) in zip(
+            kept, owner[keep].tolist(), cls[keep].tolist(), b[keep, 1:].tolist(), strict=True
         ):
-            dets.append(
-                {
-                    "image_id": index.image_ids[row],
-                    "category_id": index.category_ids[c],
-                    "bbox": [round(x1, 2), round(y1, 2), round(x2 - x1, 2), round(y2 - y1, 2)],
-                    "score": round(score, 5),
-                }
-            )
+            det = {
+                "image_id": index.image_ids[row],
+                "category_id": index.category_ids[c],
+                "bbox": [round(x1, 2), round(y1, 2), round(x2 - x1, 2), round(y2 - y1, 2)],
+                "score": round(score, 5),
+            }
+            if masks is not None and pre.mask:
+                h, w = index.sizes[row]  # the JSON's size, which pycocotools' masks have
+                if h <= 0 or w <= 0:
+                    h, w = (int(v) for v in origin[rows.index(row)])
+                det["segmentation"] = encode_mask(image_mask(masks, k, h, w))
+            dets.append(det)
         done += len(rows)
         progress.update(done)
     progress.close()
@@ -205,19 +242,25 @@ def _cocoeval_class() -> type:
     return FastCOCOeval
 
 
-def coco_stats(annotations: Path, dets: list[dict], *, reference: bool = False) -> dict[str, float | None]:
-    """pycocotools bbox stats (with the faster, identical evaluateImg above unless `reference`);
-    its printing goes nowhere (stdout carries progress lines)."""
+def coco_stats(
+    annotations: Path, dets: list[dict], *, reference: bool = False, iou_type: str = "bbox"
+) -> dict[str, float | None]:
+    """pycocotools bbox (or, with iou_type "segm", mask) stats (with the faster, identical
+    evaluateImg above unless `reference`); its printing goes nowhere (stdout carries progress
+    lines)."""
     from pycocotools.coco import COCO
     from pycocotools.cocoeval import COCOeval
 
+    if iou_type == "segm":
+        # without `bbox`, loadRes takes each detection's area and box from its mask
+        dets = [{k: v for k, v in d.items() if k != "bbox"} for d in dets if "segmentation" in d]
     if not dets:
         return dict.fromkeys(STAT_NAMES, 0.0)
     cls = COCOeval if reference else _cocoeval_class()
     with contextlib.redirect_stdout(io.StringIO()):
         gt = COCO(str(annotations))
         dt = gt.loadRes(dets)
-        ev = cls(gt, dt, iouType="bbox")
+        ev = cls(gt, dt, iouType=iou_type)
         ev.evaluate()
         ev.accumulate()
         ev.summarize()
@@ -236,19 +279,18 @@ def evaluate_model(
     opts: PredictorOptions = PredictorOptions(),
     stage: str = "evaluate",
 ) -> EvalResult:
-    """AP of the exported model. Throughput counts decoding, inference and pycocotools, not the
-    one-time predictor creation and warm-up run (`setupSeconds`)."""
+    """AP of the exported model (and mask AP when it outputs masks). Throughput counts decoding,
+    inference and pycocotools, not the one-time predictor creation and warm-up run
+    (`setupSeconds`)."""
     t_setup = time.monotonic()
     predictor = create_predictor(model_files(model_dir), opts)
     pre = load_preprocess(model_dir)
     n = min(batch_size, len(index))
     with spinning_threads():
-        run_detector(
-            predictor,
-            np.zeros((n, 3, *pre.target_size), np.float32),
-            np.tile(np.array(pre.target_size, np.float32), (n, 1)),
-            np.ones((n, 2), np.float32),
-        )
+        # warmed up on the first image, preprocessed as evaluation does (a keep_ratio resize and
+        # PadStride make sizes that target_size alone does not give)
+        sample = pre(read_image(index.files[0]))
+        run_detector_masks(predictor, *stack_batch([sample] * n))
         t0 = time.monotonic()
         dets = predict(
             model_dir,
@@ -261,6 +303,7 @@ def evaluate_model(
         )
     t1 = time.monotonic()
     stats = coco_stats(index.annotations, dets)
+    segm = coco_stats(index.annotations, dets, iou_type="segm") if pre.mask else None
     seconds = time.monotonic() - t0
     return EvalResult(
         ap=stats["ap"] or 0.0,
@@ -275,4 +318,6 @@ def evaluate_model(
         setupSeconds=round(t0 - t_setup, 3),
         imagesPerSecond=round(len(index) / seconds, 2) if seconds > 0 else 0.0,
         cocoSeconds=round(t0 + seconds - t1, 3),
+        maskAp=None if segm is None else segm["ap"] or 0.0,
+        maskAp50=None if segm is None else segm["ap50"] or 0.0,
     )

@@ -1,16 +1,21 @@
 """Cost figures of an exported model: GFLOPs (conv + matmul multiply-adds per image, as
-PaddleDetection reports them), parameters, size on disk, int8 weight size when quantized."""
+PaddleDetection reports them; a model exported for any image size is measured on a square image at
+its input size), parameters, size on disk, int8 weight size when quantized."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
+
+from kslim_runner.measure.preprocess import load_preprocess
 from kslim_runner.measure.program import (
     conv_gmacs,
     int8_weight_bytes,
     is_quantized,
     load_program,
     model_files,
+    open_image_size,
     param_count,
     size_on_disk,
 )
@@ -20,7 +25,7 @@ def model_cost(model_dir: Path) -> dict:
     files = model_files(model_dir)
     program = load_program(files)
     quantized = is_quantized(program)
-    g = conv_gmacs(program)
+    g = conv_gmacs(program, input_hw(model_dir) if open_image_size(program) else None)
     out: dict = {
         "gflops": None if g is None else round(g, 4),
         "params": param_count(program),
@@ -30,3 +35,14 @@ def model_cost(model_dir: Path) -> dict:
     if quantized:
         out["int8SizeBytes"] = int8_weight_bytes(program)
     return out
+
+
+def input_hw(model_dir: Path) -> tuple[int, int] | None:
+    """The network input's [h, w] for a square image at the model's input size (its infer_cfg.yml
+    Resize, short side for keep_ratio, then any PadStride); None without an infer_cfg.yml."""
+    if not (Path(model_dir) / "infer_cfg.yml").is_file():
+        return None
+    pre = load_preprocess(model_dir)
+    side = min(pre.target_size)
+    image, _, _ = pre(np.zeros((side, side, 3), np.uint8))
+    return int(image.shape[1]), int(image.shape[2])

@@ -102,3 +102,17 @@ def run_detector(
     boxes = predictor.get_output_handle(outs[0]).copy_to_cpu()
     num = predictor.get_output_handle(outs[1]).copy_to_cpu()
     return boxes.reshape(-1, 6) if boxes.size else np.zeros((0, 6), np.float32), num.reshape(-1)
+
+
+def run_detector_masks(
+    predictor: inference.Predictor, image: np.ndarray, im_shape: np.ndarray, scale_factor: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """run_detector plus a mask model's third output: masks [K, H, W] (1 inside, 0 outside, -1
+    beyond its image in a batch of several sizes; H x W the batch's largest original image), one
+    per box; None when the model has no third output."""
+    boxes, num = run_detector(predictor, image, im_shape, scale_factor)
+    outs = predictor.get_output_names()
+    if len(outs) < 3:
+        return boxes, num, None
+    masks = predictor.get_output_handle(outs[2]).copy_to_cpu()
+    return boxes, num, masks.reshape(-1, *masks.shape[-2:]) if masks.size else None

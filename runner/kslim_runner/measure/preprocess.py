@@ -1,5 +1,9 @@
 """Preprocessing as an exported model's infer_cfg.yml (PaddleDetection's format) describes it.
-Supported ops: Resize (keep_ratio false or true), NormalizeImage, Permute."""
+Supported ops: Resize (keep_ratio false or true), NormalizeImage, Permute, PadStride.
+
+With keep_ratio (R-CNN exports) images of other proportions come out in other sizes: `stack_batch`
+pads a batch to its largest image, as PaddleDetection's deploy code does; `im_shape` keeps each
+image's own resized size."""
 
 from __future__ import annotations
 
@@ -30,9 +34,12 @@ class Preprocess:
     std: tuple[float, float, float] = (0.229, 0.224, 0.225)
     is_scale: bool = True
     label_list: tuple[str, ...] = ()
+    pad_stride: int = 0  # PadStride: zero-pad height and width up to multiples of this (0: none)
+    mask: bool = False  # infer_cfg's `mask`: the model also outputs instance masks
 
     def __call__(self, img: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """RGB uint8 HWC -> (image CHW float32, im_shape [2], scale_factor [2])."""
+        """RGB uint8 HWC -> (image CHW float32, im_shape [2], scale_factor [2]). im_shape is the
+        resized size before any padding."""
         h, w = img.shape[:2]
         th, tw = self.target_size
         if self.keep_ratio:
@@ -45,11 +52,38 @@ class Preprocess:
         if self.is_scale:
             x *= 1 / 255.0
         x = (x - np.asarray(self.mean, np.float32)) / np.asarray(self.std, np.float32)
+        chw = x.transpose(2, 0, 1)
+        if self.pad_stride > 1:
+            chw = pad_to(chw, *(-(-n // self.pad_stride) * self.pad_stride for n in chw.shape[1:]))
         return (
-            np.ascontiguousarray(x.transpose(2, 0, 1)),
+            np.ascontiguousarray(chw),
             np.array(out.shape[:2], dtype=np.float32),
             np.array([sy, sx], dtype=np.float32),
         )
+
+
+def pad_to(chw: np.ndarray, height: int, width: int) -> np.ndarray:
+    """A CHW image zero-padded at the bottom and right to height x width (PaddleDetection's PadStride
+    and batch padding: zeros after normalisation)."""
+    c, h, w = chw.shape
+    if (h, w) == (height, width):
+        return chw
+    out = np.zeros((c, height, width), dtype=chw.dtype)
+    out[:, :h, :w] = chw
+    return out
+
+
+def stack_batch(
+    samples: list[tuple[np.ndarray, np.ndarray, np.ndarray]],
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Preprocessed samples as one batch: images padded to the largest height and width."""
+    height = max(s[0].shape[1] for s in samples)
+    width = max(s[0].shape[2] for s in samples)
+    return (
+        np.stack([pad_to(s[0], height, width) for s in samples]),
+        np.stack([s[1] for s in samples]),
+        np.stack([s[2] for s in samples]),
+    )
 
 
 def load_preprocess(model_dir: Path) -> Preprocess:
@@ -62,7 +96,10 @@ def load_preprocess(model_dir: Path) -> Preprocess:
         cfg = yaml.safe_load(path.read_text()) or {}
     except yaml.YAMLError as e:
         raise UserError(f"{path} is not valid YAML ({e})") from e
-    kw: dict = {"label_list": tuple(str(x) for x in cfg.get("label_list") or ())}
+    kw: dict = {
+        "label_list": tuple(str(x) for x in cfg.get("label_list") or ()),
+        "mask": bool(cfg.get("mask", False)),
+    }
     for op in cfg.get("Preprocess") or []:
         kind = op.get("type")
         if kind == "Resize":
@@ -80,10 +117,12 @@ def load_preprocess(model_dir: Path) -> Preprocess:
             )
         elif kind == "Permute":
             pass
+        elif kind == "PadStride":
+            kw["pad_stride"] = int(op.get("stride", 0))
         else:
             raise UserError(
                 f"{path}: preprocessing op {kind} is not supported "
-                "(supported: Resize, NormalizeImage, Permute)"
+                "(supported: Resize, NormalizeImage, Permute, PadStride)"
             )
     if "target_size" not in kw:
         raise UserError(f"{path}: no Resize step, so the input size is unknown")

@@ -95,13 +95,44 @@ def int8_weight_bytes(program: paddle.static.Program) -> int:
     return total
 
 
-def conv_gmacs(program: paddle.static.Program) -> float | None:
+def conv_gmacs(program: paddle.static.Program, image_hw: tuple[int, int] | None = None) -> float | None:
     """Conv + matmul multiply-adds of one image, in billions (PaddleDetection's "GFLOPs"); None when
-    the program's spatial shapes are not static."""
+    the program's spatial shapes are not static. A program exported for any image size (R-CNN's
+    `image` is [-1, 3, -1, -1]) is measured at `image_hw`: shapes are inferred again for it."""
     from paddleslim.analysis import flops
 
+    if image_hw is not None:
+        program = _with_image_size(program, image_hw)
     value = flops(program, only_conv=True)
     return None if value <= 0 else float(value) / 1e9
+
+
+def open_image_size(program: paddle.static.Program) -> bool:
+    """Whether the program takes images of any size (an `image` input with -1 height or width)."""
+    block = program.global_block()
+    return block.has_var("image") and not all(d > 0 for d in block.var("image").shape[2:])
+
+
+def _with_image_size(program: paddle.static.Program, image_hw: tuple[int, int]) -> paddle.static.Program:
+    """A copy of the program whose `image` input is [1, 3, h, w] when its size was open, with the
+    global block's shapes inferred again (ops whose shapes cannot be inferred alone, loops and
+    branches, keep theirs: they hold no backbone or neck convolutions)."""
+    if not open_image_size(program):
+        return program
+    paddle.enable_static()
+    try:
+        copy = program.clone()
+        block = copy.global_block()
+        image = block.var("image")
+        image.desc.set_shape([1, image.shape[1], *image_hw])
+        for op in block.ops:
+            try:
+                op.desc.infer_shape(block.desc)
+            except Exception:  # see the docstring
+                continue
+        return copy
+    finally:
+        paddle.disable_static()
 
 
 def size_on_disk(files: ModelFiles) -> int:

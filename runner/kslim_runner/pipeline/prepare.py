@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import hashlib
 import importlib.util
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from kslim_runner.data import voc
-from kslim_runner.data.coco import CocoIndex, check_images, load_coco
+from kslim_runner.data.coco import CocoIndex, check_images, load_coco, require_segmentation
 from kslim_runner.data.synth import SynthConfig, generate
 from kslim_runner.errors import UserError
 from kslim_runner.measure.program import model_files
@@ -83,15 +84,23 @@ def _check_same_categories(a: CocoIndex, b: CocoIndex) -> None:
         )
 
 
-def check_zoo_config(ctx: RunContext, weights: Path | None) -> list[str]:
+def check_zoo_config(ctx: RunContext, weights: Path | None, annotations: Sequence[Path] = ()) -> list[str]:
     """A PaddleDetection config that is missing, broken, names modules PaddleDetection does not know,
-    or asks for a download: user errors now, before anything trains. Returns notes for the report."""
+    or asks for a download, or a mask model on data without segmentations: user errors now, before
+    anything trains. Returns notes for the report."""
     from kslim_runner.pipeline.models import job_model_config
+    from kslim_runner.zoo.build import check_input_size
     from kslim_runner.zoo.config import ZooSource, download_fields, fit_config
+    from kslim_runner.zoo.reader import data_fields
 
     source = job_model_config(ctx.spec, ctx.resolve)
     assert isinstance(source, ZooSource)
-    _, notes = fit_config(source)
+    cfg, notes = fit_config(source)
+    check_input_size(source)
+    if "gt_poly" in data_fields(cfg):
+        why = f"PaddleDetection config {source.config} trains masks (TrainDataset.data_fields has gt_poly)"
+        for path in annotations:
+            require_segmentation(path, why)
     urls = download_fields(Path(source.config))
     if urls and weights is None:
         key, url = next(iter(urls.items()))
@@ -141,7 +150,11 @@ class PrepareStage(Stage):
                 raise UserError(
                     f"weights file {weights_path} not found; check model.weights.uri", reason="DataNotFound"
                 )
-        notes = check_zoo_config(ctx, weights_path) if spec.model.config is not None else []
+        notes = (
+            check_zoo_config(ctx, weights_path, [ann for _, ann in splits.values()])
+            if spec.model.config is not None
+            else []
+        )
         inference = None
         if spec.model.inference_model is not None:
             inference = model_files(ctx.resolve(spec.model.inference_model.uri, "model.inferenceModel")).dir

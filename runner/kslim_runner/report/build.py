@@ -111,6 +111,8 @@ def row_entry(row: Row, baseline: Row) -> dict[str, Any]:
         "apSmall": (row.eval or {}).get("apSmall"),
         "apMedium": (row.eval or {}).get("apMedium"),
         "apLarge": (row.eval or {}).get("apLarge"),
+        # mask AP only for models that output masks
+        **{k: (row.eval or {})[k] for k in ("maskAp", "maskAp50") if (row.eval or {}).get(k) is not None},
         "evaluation": row.eval,
         "cost": row.cost,
         "latency": row.latency,

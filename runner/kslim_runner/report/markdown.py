@@ -29,10 +29,11 @@ def table(report: dict[str, Any]) -> str:
     base = rows[0]
     size = report["inputSize"]
     lat_head = f"Latency ({report['device']}, p50 ms)"
+    masks = any(r.get("maskAp") is not None for r in rows)  # a Mask AP column for mask models only
     lines = [
         "| Model | Compression technique | GFLOPs | Model volume (MB) | Input size "
-        f"| {lat_head} | Box AP | AP50 |",
-        "| :-- | :-- | --: | --: | :-: | --: | --: | --: |",
+        f"| {lat_head} | Box AP | AP50 |" + (" Mask AP |" if masks else ""),
+        "| :-- | :-- | --: | --: | :-: | --: | --: | --: |" + (" --: |" if masks else ""),
     ]
     for r in rows:
         g = "-" if r["gflops"] is None else f"{r['gflops']:.3f}"
@@ -43,11 +44,14 @@ def table(report: dict[str, Any]) -> str:
         ap = _ap(r["ap"])
         if r is not base and r["ap"] is not None and base["ap"] is not None:
             ap += f" ({(r['ap'] - base['ap']) * 100:+.1f})"
+        mask_ap = _ap(r.get("maskAp"))
+        if r is not base and r.get("maskAp") is not None and base.get("maskAp") is not None:
+            mask_ap += f" ({(r['maskAp'] - base['maskAp']) * 100:+.1f})"
         lines.append(
             f"| {report['model']} | {r['label']} "
             f"| {g}{'' if r is base else _pct(r['gflops'], base['gflops'])} "
             f"| {_mb(size_b)}{'' if r is base else _pct(size_b, base['sizeBytes'])} | {size} | {lat_s} "
-            f"| {ap} | {_ap(r['ap50'])} |"
+            f"| {ap} | {_ap(r['ap50'])} |" + (f" {mask_ap} |" if masks else "")
         )
     return "\n".join(lines)
 
@@ -113,7 +117,12 @@ def render(report: dict[str, Any]) -> str:
         "- " + ", ".join(f"{k} {v}" for k, v in env["versions"].items()),
         f"- GFLOPs are conv + matmul multiply-adds per image at {report['inputSize']} px "
         "(PaddleDetection's convention); AP is COCO box AP (pycocotools) of the exported model run "
-        "through Paddle Inference.",
+        "through Paddle Inference"
+        + (
+            "; Mask AP is COCO mask (segm) AP of the same run."
+            if any(r.get("maskAp") is not None for r in report["rows"])
+            else "."
+        ),
         "",
     ]
     return "\n".join(out)

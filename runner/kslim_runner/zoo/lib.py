@@ -26,6 +26,10 @@ def ppdet() -> Any:
             import ppdet as _ppdet
             import ppdet.modeling
             from ppdet.core.workspace import global_config
+
+            from kslim_runner.zoo import patches
+
+            patches.apply()  # our fixes for paddle 2.6's 0-D tensors in ppdet 2.6's R-CNN code
         for name in list(logging.root.manager.loggerDict):
             if name.startswith("ppdet"):
                 logging.getLogger(name).setLevel(logging.WARNING)
