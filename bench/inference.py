@@ -156,7 +156,7 @@ def export_row_at(work: Path, export: str, size: int, dest: Path) -> Path:
 
     if (dest / "model.pdmodel").is_file():
         return dest
-    load_methods()  # each method module registers the loader of its rows' models
+    load_methods()  # each method's descriptor rebuilds the models its rows record
     model, labels, path_of = row_recipe(work, export)
     if model["kind"] == "qat":
         return export_quantized(*rebuild_quantized(at_input_size(model, size), path_of), dest, labels)

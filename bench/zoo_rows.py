@@ -73,7 +73,8 @@ def kslim_config(uri: str) -> str:
 def _tiny_step(method: str, step: dict[str, Any]) -> dict[str, Any]:
     step = copy.deepcopy(step)
     if "fineTune" in step or method in ("prune", "qat", "distill"):
-        step["fineTune"] = {"iterations": 1}
+        skipped = step.get("fineTune", {}).get("iterations") == 0  # a prune right before distill/qat
+        step["fineTune"] = {"iterations": 0 if skipped else 1}
     if method == "ptq":
         step.update(batchNum=2, batchSize=2)
     teacher = step.get("teacher")

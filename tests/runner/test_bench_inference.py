@@ -26,7 +26,7 @@ def _detector(size: int) -> dict:
 def test_every_config_in_a_row_chain_gets_the_new_size_and_the_recipe_is_left_alone() -> None:
     qat_of_pruned = {
         "kind": "qat",
-        "source": {"kind": "pruned", "source": _detector(160), "layout": "l.json", "weights": "p"},
+        "source": {"kind": "prune", "source": _detector(160), "layout": "l.json", "weights": "p"},
         "quant": {"weight_bits": 8},
         "weights": "q",
     }
@@ -40,7 +40,7 @@ def test_every_config_in_a_row_chain_gets_the_new_size_and_the_recipe_is_left_al
 def test_a_row_recipe_comes_from_its_job_state_with_paths_relative_to_the_job_output(tmp_path: Path) -> None:
     out = tmp_path / "fpgm" / "out"
     out.mkdir(parents=True)
-    pruned = {"kind": "pruned", "source": _detector(160), "layout": "stages/step1-prune/layout.json"}
+    pruned = {"kind": "prune", "source": _detector(160), "layout": "stages/step1-prune/layout.json"}
     state = {
         "done": {"prepare": {"result": {"labels": ["circle", "square"]}}},
         "rows": [{"name": "baseline", "model": _detector(160)}, {"name": "step1-prune", "model": pruned}],

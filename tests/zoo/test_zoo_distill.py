@@ -133,7 +133,7 @@ def test_distill_from_given_teacher_weights_then_prune(distill_job, tmp_path: Pa
     state = json.loads((out / "state.json").read_text())
     d_model, p_model = state["rows"][1]["model"], state["rows"][2]["model"]
     assert d_model["kind"] == "ppdet" and d_model["weights"].endswith("step1-distill/model.pdparams")
-    assert p_model["kind"] == "pruned" and p_model["source"] == d_model
+    assert p_model["kind"] == "prune" and p_model["source"] == d_model
     distilled_weights = paddle.load(str(out / d_model["weights"]))
     base_weights = paddle.load(str(tmp_path / "weights" / "ppdet.pdparams"))
     key = "yolo_head.yolo_output.0.weight"

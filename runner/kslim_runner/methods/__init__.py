@@ -1,4 +1,4 @@
-"""Compression methods (prune, distill, qat, ptq): one module each, registered with
+"""Compression methods (prune, distill, qat, ptq): one module each, each registering a MethodDescriptor with
 kslim_runner.pipeline.methods.register_method. Every module here is imported by load_methods().
 
 PaddleSlim is imported here first, with its import-time UserWarning (setuptools replacing

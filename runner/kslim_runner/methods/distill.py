@@ -13,7 +13,7 @@ from kslim_runner.methods.distill_loss import DistillLoss, DistillStudent
 from kslim_runner.methods.distill_zoo import ZooDistillStudent, neck_channels
 from kslim_runner.methods.teacher import check_teacher, prepare_teacher
 from kslim_runner.pipeline.context import RunContext
-from kslim_runner.pipeline.methods import register_method
+from kslim_runner.pipeline.methods import MethodDescriptor, register_method
 from kslim_runner.pipeline.models import is_zoo
 from kslim_runner.pipeline.state import Row
 
@@ -26,7 +26,6 @@ def check_distill(ctx: RunContext, cfg: DistillStep) -> None:
     check_teacher(ctx, cfg.teacher)
 
 
-@register_method("distill", DistillStep, check=check_distill, label=distill_label)
 def run_distill(ctx: RunContext, cfg: DistillStep, source: Row) -> Row:
     key = step_key(ctx, "distill")
     work = ctx.stage_dir(key)
@@ -51,3 +50,7 @@ def run_distill(ctx: RunContext, cfg: DistillStep, source: Row) -> Row:
         train=result.to_dict(),
         notes=notes,
     )
+
+
+# A distilled row keeps its source's model kind (only the weights change): nothing of its own to restore.
+register_method(MethodDescriptor("distill", DistillStep, run_distill, check=check_distill))

@@ -20,7 +20,14 @@ from kslim_runner.methods.common import (
     source_detector,
     step_key,
 )
-from kslim_runner.methods.prune_plan import drop_backups, groups_of, layout_change, save_layout, shapes_of
+from kslim_runner.methods.prune_plan import (
+    drop_backups,
+    groups_of,
+    layout_change,
+    load_pruned,
+    save_layout,
+    shapes_of,
+)
 from kslim_runner.methods.prune_search import (
     check_reachable,
     conv_flops,
@@ -33,7 +40,7 @@ from kslim_runner.methods.prune_search import (
 from kslim_runner.methods.prune_select import Prunable, Selection, prunable_convs, select_ratios
 from kslim_runner.models.base import Detector
 from kslim_runner.pipeline.context import RunContext
-from kslim_runner.pipeline.methods import register_method
+from kslim_runner.pipeline.methods import MethodDescriptor, register_method
 from kslim_runner.pipeline.models import build_model
 from kslim_runner.pipeline.state import Row
 from kslim_runner.progress import Progress
@@ -120,7 +127,6 @@ def _filters(det: Detector, convs: list[Prunable], ratios: dict[str, float]) -> 
     return sum(int(shapes[c.name][0]) for c in convs if c.name in ratios), before
 
 
-@register_method("prune", PruneStep, check=check_prune, label=prune_label)
 def run_prune(ctx: RunContext, cfg: PruneStep, source: Row) -> Row:
     key = step_key(ctx, "prune")
     work = ctx.stage_dir(key)
@@ -166,7 +172,7 @@ def run_prune(ctx: RunContext, cfg: PruneStep, source: Row) -> Row:
         "prune",
         prune_label(cfg),
         model={
-            "kind": "pruned",
+            "kind": "prune",
             "source": source.model,
             "layout": ctx.rel(work / "layout.json"),
             "weights": ctx.rel(weights),
@@ -174,3 +180,6 @@ def run_prune(ctx: RunContext, cfg: PruneStep, source: Row) -> Row:
         train=None if result is None else result.to_dict(),
         notes=notes,
     )
+
+
+register_method(MethodDescriptor("prune", PruneStep, run_prune, check=check_prune, restore=load_pruned))

@@ -1,5 +1,5 @@
 """A pruned model's layout (the new shape of every resized parameter and the new groups of
-depthwise convs), saved beside its weights, and the loader that rebuilds a pruned model: the
+depthwise convs), saved beside its weights, and how a pruned model is rebuilt (prune's `restore`): the
 previous row's model, resized to the layout, then the pruned weights loaded."""
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from paddle import nn
 from kslim_runner.atomic import write_json
 from kslim_runner.models.base import Detector
 from kslim_runner.models.layout import apply_layout, groups_of, shapes_of
-from kslim_runner.pipeline.models import load_row_model, load_weights, register_loader
+from kslim_runner.pipeline.models import load_row_model, load_weights
 
 BACKUP_SUFFIX = "_backup"
 
@@ -42,9 +42,8 @@ def save_layout(path: Path, layout: dict[str, Any]) -> None:
     write_json(path, layout)
 
 
-@register_loader("pruned")
 def load_pruned(model: dict[str, Any], path_of: Callable[[str], Path]) -> Detector:
-    """model: {"kind": "pruned", "source": the model that was pruned, "layout": its layout JSON,
+    """model: {"kind": "prune", "source": the model that was pruned, "layout": its layout JSON,
     "weights": the pruned weights}."""
     det = load_row_model(model["source"], path_of)
     apply_layout(det, json.loads(path_of(model["layout"]).read_text()))

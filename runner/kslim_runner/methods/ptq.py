@@ -19,7 +19,7 @@ from kslim_runner.methods.calibration import calibration_loader, check_calibrati
 from kslim_runner.methods.common import ensure_exported, step_key, train_images
 from kslim_runner.methods.quant_check import require_quantizable, require_quantized
 from kslim_runner.pipeline.context import RunContext
-from kslim_runner.pipeline.methods import register_method
+from kslim_runner.pipeline.methods import MethodDescriptor, register_method
 from kslim_runner.pipeline.state import Row
 from kslim_runner.progress import Progress
 
@@ -72,7 +72,6 @@ def calibrate(ctx: RunContext, cfg: PTQStep, src: Path, out: Path) -> None:
         shutil.copy(cfg_file, out / cfg_file.name)
 
 
-@register_method("ptq", PTQStep, check=check_ptq, label=ptq_label)
 def run_ptq(ctx: RunContext, cfg: PTQStep, source: Row) -> Row:
     key = step_key(ctx, "ptq")
     src = ensure_exported(ctx, source)
@@ -96,3 +95,7 @@ def run_ptq(ctx: RunContext, cfg: PTQStep, source: Row) -> Row:
         export_dir=ctx.rel(out),
         notes=[f"calibrated on {images} train images ({cfg.algo}); exported int8: {summary.text}"],
     )
+
+
+# PTQ rows hold an inference model (kind "inference"): nothing to restore in Python.
+register_method(MethodDescriptor("ptq", PTQStep, run_ptq, check=check_ptq))

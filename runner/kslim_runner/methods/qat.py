@@ -34,8 +34,8 @@ from kslim_runner.methods.quant_check import require_quantized
 from kslim_runner.models.base import Detector
 from kslim_runner.models.export import INFER_CFG, ExportModel, infer_cfg, input_spec
 from kslim_runner.pipeline.context import RunContext
-from kslim_runner.pipeline.methods import register_method
-from kslim_runner.pipeline.models import build_model, is_zoo, load_row_model, load_weights, register_loader
+from kslim_runner.pipeline.methods import MethodDescriptor, register_method
+from kslim_runner.pipeline.models import build_model, is_zoo, load_row_model, load_weights
 from kslim_runner.pipeline.state import Row
 from kslim_runner.train.distributed import DetectionTask, detection_task
 from kslim_runner.train.loop import LossFn, default_loss
@@ -146,14 +146,12 @@ def rebuild_quantized(model: dict[str, Any], path_of: Callable[[str], Path]) -> 
     return wrapper, quanter
 
 
-@register_loader("qat")
 def load_qat(model: dict[str, Any], path_of: Callable[[str], Path]) -> Detector:
     """The fake-quant model in Python: the source model, quantized alike, with the trained weights."""
     wrapper = rebuild_quantized(model, path_of)[0]
     return wrapper.detector if isinstance(wrapper, ExportModel) else wrapper
 
 
-@register_method("qat", QATStep, check=check_qat, label=qat_label)
 def run_qat(ctx: RunContext, cfg: QATStep, source: Row) -> Row:
     key = step_key(ctx, "qat")
     work = ctx.stage_dir(key)
@@ -176,3 +174,6 @@ def run_qat(ctx: RunContext, cfg: QATStep, source: Row) -> Row:
         train=result.to_dict(),
         notes=[f"exported int8: {summary.text}"],
     )
+
+
+register_method(MethodDescriptor("qat", QATStep, run_qat, check=check_qat, restore=load_qat))

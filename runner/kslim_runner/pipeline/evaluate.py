@@ -1,5 +1,6 @@
-"""evaluate: COCO box AP of each row's exported model through Paddle Inference (what is shipped),
-its cost figures, and for Python-side models the in-training AP as a cross-check."""
+"""evaluate: COCO box AP (and mask AP for mask models) of each row's exported model through Paddle
+Inference (what is shipped), its cost figures, and for Python-side models the in-training AP as a
+cross-check."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from kslim_runner.measure.cost import model_cost
 from kslim_runner.measure.dygraph_eval import evaluate_dygraph
 from kslim_runner.measure.predictor import PredictorOptions
 from kslim_runner.pipeline.context import RunContext
-from kslim_runner.pipeline.models import LOADERS, is_zoo, load_row_model
+from kslim_runner.pipeline.models import can_restore, load_row_model, source_kind
 from kslim_runner.pipeline.stage import Stage
 from kslim_runner.progress import Progress
 
@@ -47,20 +48,23 @@ class EvaluateStage(Stage):
                     opts=opts,
                 ).to_dict()
                 row.eval["precision"] = opts.precision
-                if row.model.get("kind") in LOADERS and row.model.get("kind") != "inference":
+                # PaddleDetection models: only the export is measured (no rebuild to cross-check)
+                if can_restore(row.model) and source_kind(row.model) == "detector":
                     det = load_row_model(row.model, ctx.path)
-                    if not is_zoo(det):  # PaddleDetection models: only the export is measured
-                        row.eval_training = evaluate_dygraph(
-                            det, val, batch_size=spec.evaluation.batch_size, score_threshold=threshold
-                        )
+                    row.eval_training = evaluate_dygraph(
+                        det, val, batch_size=spec.evaluation.batch_size, score_threshold=threshold
+                    )
                 ctx.put_row(row)
                 done = Progress(self.stage, len(val), start=len(val))
                 done.emit(ap=row.eval["ap"])  # the operator's latest-AP figure
                 done.close()
+                mask = f" mask AP {row.eval['maskAp']:.4f}" if row.eval.get("maskAp") is not None else ""
                 print(
-                    f"kslim: {row.name}: AP {row.eval['ap']:.4f} AP50 {row.eval['ap50']:.4f} "
+                    f"kslim: {row.name}: AP {row.eval['ap']:.4f} AP50 {row.eval['ap50']:.4f}{mask} "
                     f"({row.eval['imagesPerSecond']} images/s)",
                     flush=True,
                 )
             summary[row.name] = {"ap": row.eval["ap"], "ap50": row.eval["ap50"]}
+            if row.eval.get("maskAp") is not None:
+                summary[row.name]["maskAp"] = row.eval["maskAp"]
         return summary

@@ -1,6 +1,7 @@
-"""Compression methods as registered stages: each has a name (the strategy key and the progress
-stage), a config class (the schema's step model) and run(ctx, config, input_row) -> output row.
-The methods themselves live in their own modules (kslim_runner.methods.*) and register here."""
+"""Compression methods: one typed descriptor per method (its name, the schema's step model, how it
+runs, its fast checks, and how the model of a row it made is rebuilt in Python), registered by the
+method's own module in kslim_runner.methods. One registry: a step's method and the loader of the
+model it leaves behind are looked up by the same name."""
 
 from __future__ import annotations
 
@@ -8,40 +9,44 @@ import importlib
 import pkgutil
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from kslim_runner.errors import UserError
 
 RunFn = Callable[[Any, Any, Any], Any]  # (RunContext, step config, input Row) -> output Row
 CheckFn = Callable[[Any, Any], None]  # (RunContext, step config): fast user-error checks
+RestoreFn = Callable[[dict[str, Any], Callable[[str], Path]], Any]  # (row.model, path_of) -> model
 
 
 @dataclass(frozen=True)
-class Method:
+class MethodDescriptor:
+    """What a strategy step named `name` means to the runner."""
+
     name: str
+    """The strategy key, the progress stage, and the `kind` of the row models the method records."""
     config_class: type
+    """The schema's step model (e.g. PruneStep)."""
     run: RunFn
     check: CheckFn | None = None
-    label: Callable[[Any], str] | None = None
+    """Checks that need no training (bad parameter names, missing teacher weights), run first."""
+    restore: RestoreFn | None = None
+    """Rebuilds a row's model this method made ({"kind": name, ...}) in Python; None when its rows
+    record a model of a source kind instead (PTQ's inference model)."""
 
 
-METHODS: dict[str, Method] = {}
+METHODS: dict[str, MethodDescriptor] = {}
 METHOD_PACKAGE = "kslim_runner.methods"
 
 
-def register_method(
-    name: str, config_class: type, *, check: CheckFn | None = None, label: Callable[[Any], str] | None = None
-) -> Callable[[RunFn], RunFn]:
-    def deco(fn: RunFn) -> RunFn:
-        if name in METHODS:
-            raise ValueError(f"method {name} registered twice")
-        METHODS[name] = Method(name, config_class, fn, check, label)
-        return fn
-
-    return deco
+def register_method(descriptor: MethodDescriptor) -> MethodDescriptor:
+    if descriptor.name in METHODS:
+        raise ValueError(f"method {descriptor.name} registered twice")
+    METHODS[descriptor.name] = descriptor
+    return descriptor
 
 
-def load_methods() -> dict[str, Method]:
+def load_methods() -> dict[str, MethodDescriptor]:
     """Import every module of kslim_runner.methods (each registers its method)."""
     try:
         pkg = importlib.import_module(METHOD_PACKAGE)

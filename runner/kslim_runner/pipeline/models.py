@@ -1,7 +1,7 @@
-"""How a row's model is rebuilt in Python: registered loaders by kind. The built-in detector and
-PaddleDetection loaders are here; compression methods that change a model's structure (pruning)
-register their own. Also the few operations that differ between the two kinds of model (build,
-weights, export), so that methods need not ask which kind they hold."""
+"""How a row's model is rebuilt in Python, by its `kind`: the source kinds (a built-in detector, a
+PaddleDetection model) here, and a model a compression method made by that method's descriptor
+(`restore`). Also the few operations that differ between the two source kinds (build, weights,
+export), so that methods need not ask which kind they hold."""
 
 from __future__ import annotations
 
@@ -16,17 +16,6 @@ from kslim_runner.models.registry import build_detector
 from kslim_runner.zoo.config import ZooSource
 
 ModelConfig = DetectorConfig | ZooSource
-
-Loader = Callable[[dict[str, Any], Callable[[str], Path]], Detector]
-LOADERS: dict[str, Loader] = {}
-
-
-def register_loader(kind: str) -> Callable[[Loader], Loader]:
-    def deco(fn: Loader) -> Loader:
-        LOADERS[kind] = fn
-        return fn
-
-    return deco
 
 
 def job_model_config(spec: Any, resolve: Callable[[str, str], Path]) -> ModelConfig:
@@ -113,7 +102,6 @@ def load_weights(detector: Detector, path: Path) -> None:
     detector.set_state_dict({k: state[k] for k in expected})
 
 
-@register_loader("detector")
 def load_detector(model: dict[str, Any], path_of: Callable[[str], Path]) -> Detector:
     det = build_detector(DetectorConfig.from_dict(model["config"]))
     if model.get("weights"):
@@ -122,7 +110,6 @@ def load_detector(model: dict[str, Any], path_of: Callable[[str], Path]) -> Dete
     return det
 
 
-@register_loader("ppdet")
 def load_ppdet(model: dict[str, Any], path_of: Callable[[str], Path]) -> Detector:
     """model: {"kind": "ppdet", "source": a ZooSource, "weights": PaddleDetection-named weights}."""
     det = build_model(ZooSource.from_dict(model["source"]))
@@ -132,8 +119,35 @@ def load_ppdet(model: dict[str, Any], path_of: Callable[[str], Path]) -> Detecto
     return det
 
 
+SOURCE_LOADERS = {"detector": load_detector, "ppdet": load_ppdet}
+
+
+def _restore_fn(kind: str) -> Callable[[dict[str, Any], Callable[[str], Path]], Any] | None:
+    from kslim_runner.pipeline.methods import load_methods
+
+    if kind in SOURCE_LOADERS:
+        return SOURCE_LOADERS[kind]
+    method = load_methods().get(kind)
+    return method.restore if method is not None else None
+
+
+def can_restore(model: dict[str, Any]) -> bool:
+    """Whether a row's model can be rebuilt in Python (not an inference model, e.g. PTQ's)."""
+    return _restore_fn(model.get("kind", "detector")) is not None
+
+
+def source_kind(model: dict[str, Any]) -> str:
+    """The kind of the model a row's chain of methods started from: detector, ppdet or inference."""
+    while model.get("kind", "detector") not in (*SOURCE_LOADERS, "inference") and "source" in model:
+        model = model["source"]
+    return str(model.get("kind", "detector"))
+
+
 def load_row_model(model: dict[str, Any], path_of: Callable[[str], Path]) -> Detector:
+    """A row's model in Python, in eval mode: a source model, or what a method made, rebuilt by the
+    method's descriptor."""
     kind = model.get("kind", "detector")
-    if kind not in LOADERS:
+    restore = _restore_fn(kind)
+    if restore is None:
         raise RuntimeError(f"no loader for model kind {kind}")
-    return LOADERS[kind](model, path_of)
+    return restore(model, path_of)
