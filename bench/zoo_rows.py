@@ -49,6 +49,9 @@ SAME_MODEL = {
     "ssd/ssd_mobilenet_v1_300_120e_voc.yml": "ssd_mobilenet_v1",
     "mask_rcnn/mask_rcnn_r50_fpn_1x_coco.yml": "mask_rcnn_r50_fpn",
     "ppyoloe/ppyoloe_plus_crn_s_80e_coco.yml": "ppyoloe_plus_crn_s",
+    "ppyoloe/ppyoloe_plus_crn_m_80e_coco.yml": "ppyoloe_plus_crn_m",
+    "ppyoloe/ppyoloe_plus_crn_l_80e_coco.yml": "ppyoloe_plus_crn_l",
+    "picodet/legacy_model/picodet_m_320_coco.yml": "picodet_esnet_m",
 }
 
 
@@ -77,6 +80,13 @@ def _tiny_step(method: str, step: dict[str, Any]) -> dict[str, Any]:
         step["fineTune"] = {"iterations": 0 if skipped else 1}
     if method == "ptq":
         step.update(batchNum=2, batchSize=2)
+    if method == "sparsify" and "gmp" in step:
+        # the shortest schedule PaddleSlim's GMP accepts (more than 10 iterations per ratio step)
+        step["gmp"] = {
+            "pruning": 11,
+            "pruningSteps": 1,
+            "initialRatio": step["gmp"].get("initialRatio", "0.15"),
+        }
     teacher = step.get("teacher")
     if isinstance(teacher, dict):
         teacher.pop("weights", None)  # trained in the job, one step

@@ -121,7 +121,9 @@ class _Converter:
             items = {"description": out["description"], **node["items"]}
             out["items"] = self.convert(items, f"{path}[*]", in_spec)
         for k, v in node.items():
-            if k.startswith("x-kubernetes-"):
+            if k == CEL_KEY:  # after the pattern's CEL twin, if any
+                out[k] = [*out.get(k, []), *v]
+            elif k.startswith("x-kubernetes-"):
                 out[k] = v
             elif k not in out and k not in _DROPPED_KEYS and k not in ("properties", "items"):
                 raise CrdError(f"{path}: JSON schema key {k!r} has no CRD mapping")

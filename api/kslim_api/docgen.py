@@ -10,13 +10,14 @@ only that part is rewritten.
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from kslim_api import crdgen
+from kslim_api import crdgen, slimconfig
 from kslim_api.cel import CEL_KEY
 from kslim_api.v1alpha1 import PATTERN_HINTS
 
@@ -141,7 +142,23 @@ def reference() -> str:
     out += ["", "## Validation rules", "", RULES_INTRO, "", "| Field | Rule |", "| --- | --- |"]
     for where, message in rules(schema, ""):
         out.append(f"| `{where}` | {_escape(message)} |")
+    out += ["", *slim_reference()]
     return "\n".join(out) + "\n"
+
+
+def slim_reference() -> list[str]:
+    """The slimConfig key table and every note kslim may print, from kslim_api.slimconfig."""
+    out = ["## Reference: slimConfig keys", "", "| PaddleDetection slim key | kslim spec |", "| --- | --- |"]
+    out += [f"| `{_escape(key)}` | {_escape(field)} |" for key, field in slimconfig.KEY_MAP]
+    out += ["", "## Reference: slimConfig notes", ""]
+    out += ["Printed by `kslim validate` (`note: ...`); `<...>` is filled in.", ""]
+    out += [f"- {_placeholders(text)}" for text in slimconfig.note_texts()]
+    return out
+
+
+def _placeholders(text: str) -> str:
+    """ "{key}" / "{value!r}" -> "<key>" / "<value>"."""
+    return re.sub(r"\{(\w+)[^}]*\}", r"<\1>", text)
 
 
 def render(current: str) -> str:

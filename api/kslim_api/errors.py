@@ -9,6 +9,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from kslim_api.slimconfig import SlimConfigError
+from kslim_api.uris import redact
 from kslim_api.v1alpha1 import PATTERN_HINTS, RuleViolation
 
 
@@ -43,7 +44,7 @@ def _join(base: str, sub: str | None) -> str:
 
 
 def _short(value: Any) -> str:
-    text = repr(value)
+    text = redact(repr(value))  # a rejected value may carry a password in a URI
     return text if len(text) <= 60 else text[:57] + "..."
 
 

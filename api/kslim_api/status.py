@@ -105,6 +105,8 @@ class Condition(Status):
 class LatencyStats(Status):
     """Latency of one precision, milliseconds per batch (benchmark.batchSize)."""
 
+    p10: float | None = None
+    """10th percentile, ms."""
     p50: float | None = None
     """Median, ms."""
     p90: float | None = None
@@ -163,7 +165,14 @@ class Delta(Status):
     size_ratio: float | None = None
     """Result size (int8 size when quantized) / baseline size."""
     speedup: float | None = None
-    """Baseline p50 latency / result p50 latency (best precision of each)."""
+    """Baseline latency / result latency (shipped precision): the median of per-round ratios when
+    both were timed side by side in interleaved rounds, else the ratio of p50s."""
+    speedup_low: float | None = None
+    """10th percentile of the per-round speed-ups; qualityGate.minSpeedup passes only when it does."""
+    speedup_high: float | None = None
+    """90th percentile of the per-round speed-ups."""
+    speedup_rounds: int | None = Field(default=None, ge=0)
+    """How many interleaved rounds the speed-up figures come from."""
 
 
 class QualityGateStatus(Status):

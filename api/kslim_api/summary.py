@@ -28,6 +28,11 @@ def step_summary(step: StrategyStep) -> str:
         return f"qat({' '.join(flags)})" if flags else "qat"
     if step.ptq is not None:
         return f"ptq({step.ptq.algo})"
+    if step.sparsify is not None:
+        sp = step.sparsify
+        how = " gmp" if sp.gmp is not None else ""
+        what = " 1x1" if sp.params_type == "conv1x1" else ""
+        return f"sparsify({sp.ratio}{what}{how})"
     raise AssertionError("a step sets one method")
 
 

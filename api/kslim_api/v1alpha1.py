@@ -13,9 +13,10 @@ Cross-field rules are `CelRule`s: each carries its CEL expression (written into 
 from __future__ import annotations
 
 import enum
+import itertools
 from collections.abc import Callable, Hashable, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Annotated, Any, ClassVar, Literal, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal, TypeVar
 
 from pydantic import (
     AfterValidator,
@@ -30,9 +31,13 @@ from pydantic.alias_generators import to_camel
 from pydantic.json_schema import GetJsonSchemaHandler, JsonSchemaValue
 from pydantic_core import CoreSchema
 
+from kslim_api import podpolicy, uris
 from kslim_api.cel import CEL_KEY, CelRule
-from kslim_api.openapi import LIST_SET, PRESERVE_UNKNOWN, list_map
+from kslim_api.openapi import LIST_SET, PRESERVE_UNKNOWN, K8sSchema, list_map
 from kslim_api.status import CompressionJobStatus
+
+if TYPE_CHECKING:
+    from kslim_api.slimconfig import SlimConversion
 
 GROUP = "kslim.dev"
 VERSION = "v1alpha1"
@@ -81,6 +86,8 @@ Ratio = Annotated[str, StringConstraints(pattern=r"^0?\.[0-9]*[1-9][0-9]*$", max
 Decimal = Annotated[
     str, StringConstraints(pattern=r"^[0-9]+(\.[0-9]+)?([eE][-+]?[0-9]+)?$|^\.[0-9]+$", max_length=32)
 ]
+#: A decimal from 0 to 1 inclusive, e.g. "0", "0.1", "1.0".
+UnitDecimal = Annotated[str, StringConstraints(pattern=r"^(0(\.[0-9]+)?|1(\.0+)?|\.[0-9]+)$", max_length=32)]
 #: A width multiplier in (0, 3), e.g. "0.25", "0.5", "1.0".
 Multiplier = Annotated[
     str, StringConstraints(pattern=r"^(0?\.[0-9]*[1-9][0-9]*|[12](\.[0-9]+)?)$", max_length=32)
@@ -92,6 +99,15 @@ Uri = Annotated[
         pattern=r"^(pvc://[a-z0-9]([-a-z0-9]*[a-z0-9])?(/[^\s]*)?|s3://[a-z0-9][-a-z0-9.]{1,61}[a-z0-9](/[^\s]*)?"
         r"|https?://[^\s/]+(/[^\s]*)?|file://[^\s]+)$",
         max_length=2048,
+    ),
+    AfterValidator(lambda uri: _uri_is_safe(uri)),
+    K8sSchema(
+        {
+            CEL_KEY: [
+                CelRule(rule=uris.DOTDOT_CEL, message=uris.DOTDOT_MESSAGE).to_schema(),
+                CelRule(rule=uris.USERINFO_CEL, message=uris.USERINFO_MESSAGE).to_schema(),
+            ]
+        }
     ),
 ]
 #: A Kubernetes resource quantity, e.g. "4", "500m", "16Gi".
@@ -122,10 +138,21 @@ def _hint(type_: Any, text: str) -> None:
 
 _hint(Ratio, 'must be a decimal strictly between 0 and 1, as a string, e.g. "0.3"')
 _hint(Decimal, 'must be a non-negative decimal number as a string, e.g. "0.001" or "1.0"')
+_hint(UnitDecimal, 'must be a decimal from 0 to 1 as a string, e.g. "0", "0.1" or "1.0"')
 _hint(Multiplier, 'must be a width multiplier between 0 and 3 as a string, e.g. "0.25", "0.5", "1.0"')
 _hint(Uri, "must be a URI: pvc://<claim>/<path>, s3://<bucket>/<key>, http(s)://... or file://<path>")
 _hint(Quantity, 'must be a Kubernetes quantity, e.g. "4", "500m", "16Gi"')
 _hint(DnsName, "must be a lower-case DNS-1123 name, e.g. my-claim")
+
+
+def _uri_is_safe(uri: str) -> str:
+    """The Python twin of the Uri CEL rules above (same messages)."""
+    if uris.has_dotdot(uri):
+        raise ValueError(uris.DOTDOT_MESSAGE)
+    if uris.has_userinfo(uri):
+        raise ValueError(uris.USERINFO_MESSAGE)
+    return uri
+
 
 # --- rule machinery -------------------------------------------------------------------------------------
 
@@ -366,6 +393,36 @@ def _one_length(what: str) -> Rule:
     )
 
 
+def _ascending(values: list[int]) -> list[int]:
+    if any(b <= a for a, b in itertools.pairwise(values)):
+        raise ValueError(f"must be strictly increasing, not {values}")
+    return values
+
+
+#: Epochs at which a piecewise schedule decays the learning rate, e.g. [30, 45].
+DecayEpochs = Annotated[
+    list[Annotated[int, Field(ge=1, le=10000)]], AfterValidator(_ascending), LIST_SET, Field(max_length=16)
+]
+LrSchedule = Literal["cosine", "piecewise"]
+
+
+def _schedule_rule(what: str, inherits: bool) -> Rule:
+    """piecewise needs its decay epochs (said at the same level, so the rule is local to one object)."""
+    if inherits:
+        return Rule(
+            rule="has(self.lrSchedule) && self.lrSchedule == 'piecewise' ? has(self.decayEpochs) : "
+            "!has(self.decayEpochs)",
+            message=f"{what}lrSchedule piecewise and {what}decayEpochs go together: set both or neither",
+            check=lambda m: (m.lr_schedule == "piecewise") == (m.decay_epochs is not None),
+        )
+    return Rule(
+        rule="(has(self.lrSchedule) && self.lrSchedule == 'piecewise') == "
+        "(has(self.decayEpochs) && size(self.decayEpochs) > 0)",
+        message=f"{what}lrSchedule piecewise and {what}decayEpochs go together: set both or neither",
+        check=lambda m: (m.lr_schedule == "piecewise") == bool(m.decay_epochs),
+    )
+
+
 class TrainSpec(Spec):
     """Training of the baseline, and the defaults of every step's fine-tuning."""
 
@@ -379,11 +436,23 @@ class TrainSpec(Spec):
     learning_rate: Decimal = "0.001"
     """Peak learning rate, as a string, e.g. "0.001"."""
     optimizer: Literal["adamw", "momentum"] = "adamw"
-    """adamw, or SGD with momentum 0.9."""
+    """adamw, or SGD with momentum (see momentum)."""
+    momentum: Ratio = "0.9"
+    """Momentum of optimizer momentum (not read by adamw)."""
     weight_decay: Decimal = "0.0005"
     """L2 weight decay."""
     warmup_iterations: int = Field(default=50, ge=0, le=1_000_000)
-    """Linear warm-up steps before the cosine decay."""
+    """Linear warm-up steps before the decay schedule."""
+    warmup_start_factor: UnitDecimal = "0.1"
+    """Share of the learning rate the warm-up starts at (it rises linearly to 1)."""
+    lr_schedule: LrSchedule = "cosine"
+    """After warm-up: cosine (down to 5% of the rate at the end of training) or piecewise
+    (multiplied by decayGamma at each of decayEpochs)."""
+    decay_epochs: DecayEpochs = Field(default_factory=list)
+    """Epochs at which lrSchedule piecewise multiplies the rate by decayGamma, e.g. [30, 45]
+    (counted in passes over the training set, also when the budget is given in iterations)."""
+    decay_gamma: Ratio = "0.1"
+    """Factor of each piecewise decay."""
     ema: bool = True
     """Keep an exponential moving average of the weights and evaluate/export it."""
     grad_clip_norm: Decimal = "10"
@@ -402,7 +471,7 @@ class TrainSpec(Spec):
     checkpoint_every_iterations: int = Field(default=100, ge=1, le=10_000_000)
     """How often a resumable checkpoint is written to the output."""
 
-    rules = (_one_length("train."),)
+    rules = (_one_length("train."), _schedule_rule("train.", inherits=False))
 
 
 class FineTuneSpec(Spec):
@@ -415,8 +484,29 @@ class FineTuneSpec(Spec):
     or qat step, which then trains the pruned model)."""
     learning_rate: Decimal | None = None
     """Fine-tuning learning rate (default: spec.train.learningRate)."""
+    batch_size: int | None = Field(default=None, ge=1, le=1024)
+    """Images per step (default: spec.train.batchSize)."""
+    optimizer: Literal["adamw", "momentum"] | None = None
+    """Optimizer (default: spec.train.optimizer)."""
+    momentum: Ratio | None = None
+    """Momentum of optimizer momentum (default: spec.train.momentum)."""
+    weight_decay: Decimal | None = None
+    """L2 weight decay (default: spec.train.weightDecay)."""
+    warmup_iterations: int | None = Field(default=None, ge=0, le=1_000_000)
+    """Linear warm-up steps (default: spec.train.warmupIterations, at most a quarter of the step's
+    training)."""
+    warmup_start_factor: UnitDecimal | None = None
+    """Share of the rate the warm-up starts at (default: spec.train.warmupStartFactor)."""
+    lr_schedule: LrSchedule | None = None
+    """cosine or piecewise (default: spec.train.lrSchedule, with its decayEpochs)."""
+    decay_epochs: DecayEpochs | None = None
+    """Epochs of this step's training at which piecewise decays the rate (with lrSchedule piecewise)."""
+    decay_gamma: Ratio | None = None
+    """Factor of each piecewise decay (default: spec.train.decayGamma)."""
+    grad_clip_norm: Decimal | None = None
+    """Clip gradients to this global norm, "0" disables (default: spec.train.gradClipNorm)."""
 
-    rules = (_one_length("fineTune."),)
+    rules = (_one_length("fineTune."), _schedule_rule("fineTune.", inherits=True))
 
 
 # --- strategy steps ---------------------------------------------------------------------------------
@@ -478,6 +568,99 @@ class PruneStep(Spec):
     )
 
 
+#: PaddleSlim's GMP pruner raises the ratio at most once per this many iterations of its pruning phase.
+GMP_MIN_ITERATIONS_PER_STEP = 10
+
+
+class GMPSchedule(Spec):
+    """Gradual magnitude pruning (PaddleSlim's GMPUnstructuredPruner, as PaddleDetection's
+    UnstructuredPruner runs it): dense training for `stable`, then the zeroed share rises from
+    initialRatio to the step's ratio along a cubic curve in pruningSteps increments over `pruning`,
+    then training goes on at the final ratio for `tuning`."""
+
+    unit: Literal["epochs", "iterations"] = "iterations"
+    """What stable, pruning and tuning count: passes over the training set or optimizer steps."""
+    stable: int = Field(default=0, ge=0, le=10_000_000)
+    """Dense training before pruning starts."""
+    pruning: int = Field(ge=1, le=10_000_000)
+    """Length of the phase in which the ratio rises."""
+    tuning: int = Field(default=0, ge=0, le=10_000_000)
+    """Training at the final ratio after the pruning phase."""
+    pruning_steps: int = Field(default=10, ge=1, le=100_000)
+    """How many times the ratio rises during the pruning phase (each rise is at least 10 iterations
+    apart: PaddleSlim's GMP pruner requires it)."""
+    initial_ratio: Ratio = "0.15"
+    """The zeroed share at the first rise, e.g. "0.15"."""
+
+    rules = (
+        Rule(
+            rule=f"self.unit != 'iterations' || "
+            f"self.pruning > {GMP_MIN_ITERATIONS_PER_STEP} * self.pruningSteps",
+            message=f"sparsify.gmp.pruning must exceed {GMP_MIN_ITERATIONS_PER_STEP} x pruningSteps "
+            "iterations (PaddleSlim's GMP pruner raises the ratio at most once per 10 iterations): "
+            "lengthen pruning or lower pruningSteps",
+            field_path=".pruning",
+            check=lambda m: (
+                m.unit != "iterations" or m.pruning > GMP_MIN_ITERATIONS_PER_STEP * m.pruning_steps
+            ),
+        ),
+    )
+
+    def lengths(self, iterations_per_epoch: int) -> tuple[int, int, int]:
+        """(stable, pruning, tuning) in iterations."""
+        k = iterations_per_epoch if self.unit == "epochs" else 1
+        return self.stable * k, self.pruning * k, self.tuning * k
+
+
+class SparsifyStep(Spec):
+    """Unstructured pruning: the smallest-magnitude weights are set to zero, one by one (PaddleSlim's
+    unstructured pruners, as PaddleDetection's UnstructuredPruner). Layers keep their shapes, so the
+    exported model has as many parameters and GFLOPs as before; only a runtime with sparse kernels
+    turns the zeros into speed (Paddle Inference's CPU kernels are dense: expect none)."""
+
+    ratio: Ratio
+    """Share of weights set to zero, e.g. "0.75": in every pruned parameter (localSparsity) or over
+    all of them together."""
+    gmp: GMPSchedule | None = None
+    """Reach ratio gradually during training (PaddleDetection's UnstructuredPruner schedule). Unset:
+    prune to ratio at once, then fine-tune with the zeros held."""
+    params_type: Literal["all", "conv1x1"] = "all"
+    """Which weights are pruned: all (every conv and linear weight) or conv1x1 (1x1 convs only;
+    PaddleDetection's prune_params_type conv1x1_only)."""
+    params: Annotated[list[ParamPattern], UNIQUE, LIST_SET, Field(max_length=256)] = Field(
+        default_factory=list
+    )
+    """Only these weights (Paddle names such as conv2d_27.w_0 or structured names, glob patterns
+    allowed), among those paramsType selects; default: all of them. Each pattern must match."""
+    skip_params: Annotated[list[ParamPattern], UNIQUE, LIST_SET, Field(max_length=256)] = Field(
+        default_factory=list
+    )
+    """Weights left dense (names or glob patterns), e.g. the heads' output convs. Each must match."""
+    local_sparsity: bool = True
+    """Every pruned parameter gets the ratio (PaddleDetection's setting); false: one threshold over
+    all of them, so their sparsities differ and only the total meets ratio."""
+    fine_tune: FineTuneSpec = Field(default_factory=FineTuneSpec)
+    """Training with the zeros held. Default length with gmp: the schedule's (stable + pruning +
+    tuning); a shorter one ends with a jump to ratio."""
+
+    rules = (
+        Rule(
+            rule="!has(self.gmp) || double(self.gmp.initialRatio) < double(self.ratio)",
+            message="sparsify.gmp.initialRatio must be below sparsify.ratio (the schedule rises from it "
+            "to ratio)",
+            field_path=".gmp.initialRatio",
+            check=lambda m: m.gmp is None or float(m.gmp.initial_ratio) < float(m.ratio),
+        ),
+        Rule(
+            rule="!has(self.gmp) || !has(self.fineTune.iterations) || self.fineTune.iterations > 0",
+            message="sparsify.gmp prunes while training: sparsify.fineTune.iterations must be at least 1 "
+            "(or remove gmp to prune at once)",
+            field_path=".fineTune.iterations",
+            check=lambda m: m.gmp is None or m.fine_tune.iterations is None or m.fine_tune.iterations > 0,
+        ),
+    )
+
+
 class TeacherSpec(Spec):
     """The distillation teacher: a built-in detector (for a student given as model.architecture) or
     a PaddleDetection model config (for a student given as model.config). It predicts the student's
@@ -486,8 +669,10 @@ class TeacherSpec(Spec):
     architecture: Architecture | None = None
     """Built-in teacher architecture. Exactly one of `architecture` or `config`."""
     config: ModelConfigRef | None = None
-    """A PaddleDetection model config of the YOLOv3 family (YOLOv3 architecture, YOLOv3Head), e.g.
-    pvc://models/configs/yolov3/yolov3_r34_270e_coco.yml; the student must be a model.config too."""
+    """A PaddleDetection model config whose architecture fits distill.loss (yolov3/feature: the
+    YOLOv3 family, YOLOv3 architecture with a YOLOv3Head; ppyoloe: PP-YOLOE; cwd: RetinaNet or GFL;
+    fgd: RetinaNet; ld: GFL), e.g. pvc://models/configs/yolov3/yolov3_r34_270e_coco.yml; the student
+    must be a model.config too."""
     width: Multiplier = "1.0"
     """Teacher backbone width multiplier (built-in MobileNet architectures only)."""
     weights: WeightsRef | None = None
@@ -514,23 +699,173 @@ class TeacherSpec(Spec):
         return name.rsplit(".", 1)[0] if name.endswith((".yml", ".yaml")) else name
 
 
+#: Distillation losses: kslim's own on YOLOv3 heads and necks, and PaddleDetection's (ppdet 2.6's
+#: classes, run by import) for the architectures its configs/slim/distill pair them with.
+YOLOV3_DISTILL_LOSSES = ("yolov3", "feature", "yolov3+feature")
+PPDET_DISTILL_LOSSES = ("ppyoloe", "cwd", "fgd", "ld")
+DistillLossKind = Literal["yolov3", "feature", "yolov3+feature", "ppyoloe", "cwd", "fgd", "ld"]
+#: The section of DistillStep that holds each PaddleDetection loss's settings (ld has none).
+DISTILL_LOSS_SECTIONS = ("ppyoloe", "cwd", "fgd")
+
+
+class PPYOLOEDistillSpec(Spec):
+    """PaddleDetection's DistillPPYOLOELoss (slim_method PPYOLOEDistill): logits distillation (class
+    scores, boxes, edge distributions, and optionally a KL term on the positives) plus a feature
+    term on the neck or backbone maps. Defaults are PaddleDetection's PP-YOLOE+ slim configs'; the
+    channels come from the two models."""
+
+    logits_weight: Decimal = "4.0"
+    """loss_weight.logits: weight of the logits terms."""
+    feat_weight: Decimal = "1.0"
+    """loss_weight.feat: weight of the feature term."""
+    logits_distill: bool = True
+    """Distil the head's class scores, boxes and edge distributions."""
+    class_weight: Decimal = "1.0"
+    """logits_loss_weight.class."""
+    iou_weight: Decimal = "2.5"
+    """logits_loss_weight.iou."""
+    dfl_weight: Decimal = "0.5"
+    """logits_loss_weight.dfl."""
+    logits_ld_distill: bool = True
+    """Add the KL term on the positives' class scores (logits_ld_distill)."""
+    ld_weight: Decimal = "20000"
+    """logits_ld_params.weight."""
+    ld_temperature: Decimal = "10"
+    """logits_ld_params.T."""
+    feat_distill: bool = True
+    """Add the feature term."""
+    feat_distiller: Literal["cwd", "fgd", "pkd", "mgd", "mimic"] = "fgd"
+    """Which feature loss compares the maps."""
+    feat_distill_place: Literal["neck_feats", "backbone_feats"] = "neck_feats"
+    """Which maps it compares."""
+
+    rules = (
+        Rule(
+            rule="self.logitsDistill || self.featDistill",
+            message="distill.ppyoloe: logitsDistill and featDistill are both false, so nothing is "
+            "distilled: enable one",
+            check=lambda m: m.logits_distill or m.feat_distill,
+        ),
+    )
+
+
+#: Neck levels a feature distillation reads (PaddleDetection's distill_loss_name lists one per level).
+FeatureLevels = Annotated[int, Field(ge=1, le=8)]
+
+
+class CWDSpec(Spec):
+    """PaddleDetection's CWDFeatureLoss (slim_method CWD): channel-wise distillation, a KL divergence
+    between the spatial softmax of each channel of the student's and the teacher's maps (RetinaNet:
+    the neck maps; GFL: the neck maps and the class score maps). Defaults are its slim configs'."""
+
+    tau: Decimal = "1.0"
+    """Softmax temperature."""
+    weight: Decimal = "5.0"
+    """Weight of each level's term."""
+    normalize: bool = False
+    """Normalise each map per channel first."""
+    levels: FeatureLevels | None = None
+    """How many neck levels to distil, finest first (unset: all of them; PaddleDetection's
+    distill_loss_name lists one name per level)."""
+
+
+class FGDSpec(Spec):
+    """PaddleDetection's FGDFeatureLoss (slim_method FGD): focal and global distillation of the neck
+    maps, foreground and background weighted apart by the ground-truth boxes, plus attention and
+    relation terms. Defaults are its RetinaNet slim config's."""
+
+    temp: Decimal = "0.5"
+    """Attention temperature."""
+    alpha_fgd: Decimal = "0.001"
+    """Weight of the foreground term."""
+    beta_fgd: Decimal = "0.0005"
+    """Weight of the background term."""
+    gamma_fgd: Decimal = "0.0005"
+    """Weight of the attention-mask term."""
+    lambda_fgd: Decimal = "0.000005"
+    """Weight of the global relation term."""
+    weight: Decimal = "1.0"
+    """loss_weight: weight of each level's sum of terms."""
+    normalize: bool = False
+    """Normalise each map per channel first."""
+    levels: FeatureLevels | None = None
+    """How many neck levels to distil, finest first (unset: all of them)."""
+
+
+def _section_rule(section: str) -> Rule:
+    return Rule(
+        rule=f"!has(self.{section}) || self.loss == '{section}'",
+        message=f"distill.{section} holds the settings of loss {section}: set distill.loss: {section}, "
+        f"or remove distill.{section}",
+        field_path=f".{section}",
+        check=lambda m: getattr(m, section) is None or m.loss == section,
+    )
+
+
+def _cel_in(values: Sequence[str]) -> str:
+    return "[" + ", ".join(f"'{v}'" for v in values) + "]"
+
+
 class DistillStep(Spec):
     """Knowledge distillation: the student trains on the detection loss plus a teacher term."""
 
     teacher: TeacherSpec
     """The model whose outputs the student learns from."""
-    loss: Literal["yolov3", "feature", "yolov3+feature"] = "yolov3"
-    """yolov3: objectness/class/box distillation on head outputs (DistillYOLOv3Loss);
-    feature: L2 on neck feature maps; or both."""
-    weight: Decimal = "1000"
-    """Weight of the distillation loss next to the detection loss. The terms are means over every
-    anchor and position (as in PaddleDetection's DistillYOLOv3Loss, whose configs use 1000), so
-    small weights leave the teacher almost unheard. With a teacher not far stronger than the
-    student, lower it (about 300) so the labels keep half of the loss (docs/BENCHMARKS.md)."""
+    loss: DistillLossKind = "yolov3"
+    """yolov3: objectness/class/box distillation on YOLOv3 head outputs (DistillYOLOv3Loss);
+    feature: L2 on neck feature maps; yolov3+feature: both. PaddleDetection's own, for a
+    model.config student and a teacher.config (run with ppdet 2.6's classes): ppyoloe
+    (DistillPPYOLOELoss, PP-YOLOE/PP-YOLOE+ pairs), cwd (CWDFeatureLoss, RetinaNet or GFL pairs),
+    fgd (FGDFeatureLoss, RetinaNet pairs), ld (localization distillation: a GFL teacher and a GFL
+    student whose head is LDGFLHead)."""
+    weight: Decimal | None = None
+    """Weight of the yolov3/feature terms next to the detection loss (default "1000"). The terms
+    are means over every anchor and position (as in PaddleDetection's DistillYOLOv3Loss, whose
+    configs use 1000), so small weights leave the teacher almost unheard. With a teacher not far
+    stronger than the student, lower it (about 300) so the labels keep half of the loss
+    (docs/BENCHMARKS.md). The other losses take their weights from their own section."""
+    ppyoloe: PPYOLOEDistillSpec | None = None
+    """Settings of loss ppyoloe (default: PaddleDetection's PP-YOLOE+ slim configs')."""
+    cwd: CWDSpec | None = None
+    """Settings of loss cwd (default: PaddleDetection's CWD slim configs')."""
+    fgd: FGDSpec | None = None
+    """Settings of loss fgd (default: PaddleDetection's FGD slim config's)."""
     fine_tune: FineTuneSpec = Field(default_factory=FineTuneSpec)
     """Student training with the teacher."""
 
-    rules = (_trains("distill"),)
+    rules = (
+        _trains("distill"),
+        Rule(
+            rule=f"!has(self.weight) || self.loss in {_cel_in(YOLOV3_DISTILL_LOSSES)}",
+            message="distill.weight weighs the yolov3/feature terms; losses ppyoloe, cwd and fgd take "
+            "their weights from distill.ppyoloe / cwd / fgd (ld from the student's LDGFLHead): remove "
+            "distill.weight",
+            field_path=".weight",
+            check=lambda m: m.weight is None or m.loss in YOLOV3_DISTILL_LOSSES,
+        ),
+        *(_section_rule(s) for s in DISTILL_LOSS_SECTIONS),
+        Rule(
+            rule=f"!(self.loss in {_cel_in(PPDET_DISTILL_LOSSES)}) || has(self.teacher.config)",
+            message="distill.loss ppyoloe, cwd, fgd and ld run PaddleDetection's implementation: give "
+            "the teacher as distill.teacher.config (a PaddleDetection model config)",
+            field_path=".teacher",
+            check=lambda m: m.loss not in PPDET_DISTILL_LOSSES or m.teacher.config is not None,
+        ),
+    )
+
+    @property
+    def yolov3_weight(self) -> str:
+        """The weight of the yolov3/feature terms (weight, default 1000)."""
+        return self.weight if self.weight is not None else "1000"
+
+    def loss_settings(self) -> Spec | None:
+        """The section of the chosen PaddleDetection loss, its defaults when unset (None for the
+        yolov3/feature losses and ld)."""
+        defaults: dict[str, type[Spec]] = {"ppyoloe": PPYOLOEDistillSpec, "cwd": CWDSpec, "fgd": FGDSpec}
+        if self.loss not in defaults:
+            return None
+        given: Spec | None = getattr(self, self.loss)
+        return given if given is not None else defaults[self.loss]()
 
 
 class QATStep(Spec):
@@ -577,11 +912,11 @@ class PTQStep(Spec):
     """How weights are quantized."""
 
 
-METHODS = ("prune", "distill", "qat", "ptq")
+METHODS = ("prune", "distill", "qat", "ptq", "sparsify")
 
 
 class StrategyStep(Spec):
-    """One compression step: exactly one of prune, distill, qat, ptq."""
+    """One compression step: exactly one of prune, distill, qat, ptq, sparsify."""
 
     prune: PruneStep | None = None
     """Filter pruning (PaddleSlim L1NormFilterPruner / FPGMFilterPruner) then fine-tuning."""
@@ -591,11 +926,13 @@ class StrategyStep(Spec):
     """Quantization-aware training (PaddleSlim QAT)."""
     ptq: PTQStep | None = None
     """Post-training quantization (quant_post_static) with a calibration set."""
+    sparsify: SparsifyStep | None = None
+    """Unstructured pruning (PaddleSlim's magnitude / GMP pruners): weights zeroed, shapes kept."""
 
     rules = (
         Rule(
             rule=_cel_count(*METHODS) + " == 1",
-            message="each strategy step sets exactly one of prune, distill, qat, ptq",
+            message="each strategy step sets exactly one of " + ", ".join(METHODS),
             check=lambda m: _count(*(getattr(m, n) is not None for n in METHODS)) == 1,
         ),
     )
@@ -605,7 +942,7 @@ class StrategyStep(Spec):
         return next(n for n in METHODS if getattr(self, n) is not None)
 
 
-TRAINING_METHODS = frozenset({"prune", "distill", "qat"})
+TRAINING_METHODS = frozenset({"prune", "distill", "qat", "sparsify"})
 QUANT_METHODS = frozenset({"qat", "ptq"})
 
 
@@ -614,6 +951,13 @@ def quant_is_last(methods: Iterable[str]) -> bool:
     ms = list(methods)
     quant = [i for i, m in enumerate(ms) if m in QUANT_METHODS]
     return not quant or quant == [len(ms) - 1]
+
+
+def sparsify_is_last(methods: Iterable[str]) -> bool:
+    """Nothing but ptq after a sparsify step: later training refills the zeroed weights (ptq keeps
+    them: zero quantizes to zero)."""
+    ms = list(methods)
+    return all(n == "ptq" for i, m in enumerate(ms) if m == "sparsify" for n in ms[i + 1 :])
 
 
 def check_step_order(methods: list[str]) -> None:
@@ -702,17 +1046,121 @@ class ResourcesSpec(Spec):
     """Size of /dev/shm for data-loader workers."""
 
 
+class KeyRef(Spec):
+    """One key of a Secret or ConfigMap in the job's namespace."""
+
+    name: DnsName
+    """Name of the Secret or ConfigMap."""
+    key: Annotated[str, StringConstraints(pattern=r"^[-._a-zA-Z0-9]+$", max_length=253)]
+    """The key."""
+    optional: bool | None = None
+    """Start even when the key is missing."""
+
+
+class EnvVarSource(Spec):
+    """Where a variable's value comes from, so that a secret value never enters the spec, the job's
+    ConfigMap or the status."""
+
+    secret_key_ref: KeyRef | None = None
+    """A key of a Secret."""
+    config_map_key_ref: KeyRef | None = None
+    """A key of a ConfigMap."""
+
+    rules = (
+        Rule(
+            rule=_cel_count("secretKeyRef", "configMapKeyRef") + " == 1",
+            message="set exactly one of secretKeyRef or configMapKeyRef",
+            check=lambda m: _count(m.secret_key_ref is not None, m.config_map_key_ref is not None) == 1,
+        ),
+    )
+
+
 class EnvVar(Spec):
     """An environment variable of the runner container."""
 
     name: Annotated[str, StringConstraints(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$", max_length=256)]
-    """Variable name."""
+    """Variable name (not KSLIM_* nor one the operator sets)."""
     value: Annotated[str, StringConstraints(max_length=4096)] = ""
-    """Variable value."""
+    """Variable value (a secret one belongs in valueFrom.secretKeyRef)."""
+    value_from: EnvVarSource | None = None
+    """Take the value from a Secret or ConfigMap key instead."""
+
+    rules = (
+        Rule(
+            rule=podpolicy.env_name_cel(),
+            message=podpolicy.ENV_MESSAGE,
+            field_path=".name",
+            check=lambda m: podpolicy.env_name_ok(m.name),
+        ),
+        Rule(
+            rule="!has(self.valueFrom) || !has(self.value) || self.value == ''",
+            message="set value or valueFrom, not both",
+            check=lambda m: m.value_from is None or m.value == "",
+        ),
+    )
 
 
-#: A core/v1 object passed through to the pod unchanged (Toleration, Volume, VolumeMount, Affinity).
+#: A core/v1 object passed through to the pod unchanged (Toleration, Affinity).
 PodObject = Annotated[dict[str, Any], PRESERVE_UNKNOWN]
+
+
+def _volume_schema() -> dict[str, Any]:
+    """Every core/v1 volume source is declared (a refused one too), so that the API server's CEL rule
+    sees it instead of pruning it unseen; each source's own fields pass through unchanged."""
+    props: dict[str, Any] = {"name": {"description": "Volume name.", "type": "string", "maxLength": 63}}
+    for source in podpolicy.ALLOWED_VOLUME_SOURCES:
+        props[source] = {
+            "description": f"core/v1 {source} volume source.",
+            "type": "object",
+            "x-kubernetes-preserve-unknown-fields": True,
+        }
+    for source in podpolicy.REFUSED_VOLUME_SOURCES:
+        props[source] = {
+            "description": "Refused (see docs/operations.md, security model).",
+            "type": "object",
+            "x-kubernetes-preserve-unknown-fields": True,
+        }
+    rule = CelRule(rule=podpolicy.volume_cel(), message=podpolicy.VOLUME_MESSAGE)
+    return {
+        "additionalProperties": False,
+        "properties": props,
+        "required": ["name"],
+        CEL_KEY: [rule.to_schema()],
+    }
+
+
+def _check_volume(volume: dict[str, Any]) -> dict[str, Any]:
+    if not isinstance(volume.get("name"), str):
+        raise ValueError("a volume needs a name")
+    if not podpolicy.volume_ok(volume):
+        raise ValueError(podpolicy.VOLUME_MESSAGE)
+    return volume
+
+
+#: A core/v1 Volume whose source is on the allow-list (kslim_api.podpolicy).
+Volume = Annotated[dict[str, Any], AfterValidator(_check_volume), K8sSchema(_volume_schema())]
+
+
+class VolumeMount(Spec):
+    """A core/v1 VolumeMount of the runner container, outside the operator's own mount points."""
+
+    name: Annotated[str, StringConstraints(min_length=1, max_length=63)]
+    """Name of a volume in spec.template.volumes."""
+    mount_path: Annotated[str, StringConstraints(pattern=r"^/", max_length=1024)]
+    """Absolute path in the container."""
+    read_only: bool | None = None
+    """Mount read-only."""
+    sub_path: Annotated[str, StringConstraints(max_length=1024)] | None = None
+    """Path inside the volume to mount instead of its root."""
+
+    rules = (
+        Rule(
+            rule=podpolicy.mount_cel(),
+            message=podpolicy.MOUNT_MESSAGE,
+            field_path=".mountPath",
+            check=lambda m: podpolicy.mount_ok(m.mount_path, m.sub_path),
+        ),
+    )
 
 
 class PodTemplateSpec(Spec):
@@ -737,7 +1185,8 @@ class PodTemplateSpec(Spec):
     priority_class_name: DnsName | None = None
     """PriorityClass of the pod."""
     service_account_name: DnsName | None = None
-    """ServiceAccount the pod runs as."""
+    """ServiceAccount the pod runs as: only one the installation allows (Helm value
+    allowedServiceAccounts); the runner itself needs none."""
     image_pull_secrets: Annotated[list[DnsName], UNIQUE, LIST_SET] = Field(
         default_factory=list, max_length=16
     )
@@ -748,9 +1197,10 @@ class PodTemplateSpec(Spec):
         list_map("name"),
     ] = Field(default_factory=list, max_length=64)
     """Extra environment variables."""
-    volumes: list[PodObject] = Field(default_factory=list, max_length=32)
-    """Extra volumes (core/v1 Volume)."""
-    volume_mounts: list[PodObject] = Field(default_factory=list, max_length=32)
+    volumes: list[Volume] = Field(default_factory=list, max_length=32)
+    """Extra volumes (core/v1 Volume): persistentVolumeClaim, configMap, secret, emptyDir, ephemeral,
+    csi or downwardAPI only."""
+    volume_mounts: list[VolumeMount] = Field(default_factory=list, max_length=32)
     """Extra mounts in the runner container (core/v1 VolumeMount)."""
 
 
@@ -811,6 +1261,41 @@ INFERENCE_MODEL_PTQ = Rule(
         or (len(m.strategy) > 0 and all(s.method == "ptq" for s in m.strategy))
     ),
 )
+
+
+def _ppdet_distill_without_config(model: ModelSpec, steps: Iterable[StrategyStep]) -> bool:
+    return model.config is None and any(
+        s.distill is not None and s.distill.loss in PPDET_DISTILL_LOSSES for s in steps
+    )
+
+
+_MAX_STEPS = 8
+SPARSIFY_LAST = Rule(
+    # unrolled over the strategy's positions: CEL's list macros cannot see an item's successor
+    rule="!has(self.strategy) || ("
+    + " && ".join(
+        f"(self.strategy.size() <= {i + 1} || !has(self.strategy[{i}].sparsify) || "
+        f"has(self.strategy[{i + 1}].ptq))"
+        for i in range(_MAX_STEPS - 1)
+    )
+    + ")",
+    message="sparsify must be the last strategy step, or be followed only by ptq: any later training "
+    "(prune, distill, qat) refills the zeroed weights",
+    field_path=".strategy",
+    check=lambda m: m.strategy is None or sparsify_is_last(s.method for s in m.strategy),
+)
+
+
+PPDET_DISTILL_STUDENT = Rule(
+    rule="has(self.model.config) || !has(self.strategy) || self.strategy.all(s, !has(s.distill) || "
+    f"!has(s.distill.loss) || !(s.distill.loss in {_cel_in(PPDET_DISTILL_LOSSES)}))",
+    message="distill.loss ppyoloe, cwd, fgd and ld train a PaddleDetection student: give the model as "
+    "model.config (a PaddleDetection model config), or use loss yolov3 / feature",
+    field_path=".model",
+    check=lambda m: m.strategy is None or not _ppdet_distill_without_config(m.model, m.strategy),
+)
+
+
 PTQ_CALIBRATION = Rule(
     rule=f"{_SYNTHETIC} || has(self.dataset.train) || !has(self.strategy) || "
     "!self.strategy.exists(s, has(s.ptq))",
@@ -875,7 +1360,7 @@ class CompressionJobSpec(Spec):
     """The detector to compress."""
     dataset: DatasetSpec
     """Training / calibration / evaluation data."""
-    strategy: Annotated[list[StrategyStep], Field(max_length=8)] | None = None
+    strategy: Annotated[list[StrategyStep], Field(max_length=_MAX_STEPS)] | None = None
     """Ordered compression steps. Exactly one of strategy or slimConfig; [] = baseline only."""
     slim_config: Annotated[str, StringConstraints(min_length=1, max_length=65536)] | None = None
     """A PaddleDetection slim config (YAML text, verbatim: slim: Pruner | QAT | PTQ | Distill |
@@ -911,6 +1396,8 @@ class CompressionJobSpec(Spec):
         BENCHMARK_GPU,
         TENSORRT_GPU,
         DATA_PARALLEL_GPUS,
+        PPDET_DISTILL_STUDENT,
+        SPARSIFY_LAST,
     )
 
     @field_validator("slim_config")
@@ -919,7 +1406,10 @@ class CompressionJobSpec(Spec):
         if text is not None:
             from kslim_api.slimconfig import convert_slim_config
 
-            convert_slim_config(text)  # raises SlimConfigError (a ValueError) listing every problem
+            # Content only (raises SlimConfigError, a ValueError, listing every problem). The model is
+            # not known here, so relative `_BASE_` entries resolve in a stand-in tree; the model
+            # validator below converts again where the job's model.config says the tree is.
+            convert_slim_config(text, "file:///configs/slim/distill/slim.yml")
         return text
 
     @model_validator(mode="after")
@@ -927,10 +1417,13 @@ class CompressionJobSpec(Spec):
         """What CEL cannot see: the steps a slimConfig converts to must fit the rest of the spec."""
         if self.slim_config is None:
             return self
-        from kslim_api.slimconfig import convert_slim_config
-
-        conv = convert_slim_config(self.slim_config)
+        try:
+            conv = self.slim_conversion()
+        except ValueError as exc:  # SlimConfigError: only a relative _BASE_ the model cannot place
+            raise RuleViolation([CelRule(rule="", message=str(exc))], field_path=".slimConfig") from None
         problems: list[str] = []
+        if conv.model_overrides:
+            problems += _override_problems(self, conv.model_overrides, conv.override_target)
         methods = [s.method for s in conv.steps]
         if not quant_is_last(methods):
             problems.append(f"slimConfig converts to {' > '.join(methods)}: " + QUANT_LAST.message)
@@ -951,26 +1444,49 @@ class CompressionJobSpec(Spec):
                 f"slimConfig {conv.weights_key} ({conv.weights}) and model.weights.uri "
                 f"({self.model.weights.uri}) disagree: remove one"
             )
+        if _ppdet_distill_without_config(self.model, conv.steps):
+            problems.append(f"slimConfig is slim: {conv.slim}, but " + PPDET_DISTILL_STUDENT.message)
         if problems:
             raise RuleViolation([CelRule(rule="", message=p) for p in problems], field_path=".slimConfig")
         return self
+
+    def slim_conversion(self) -> SlimConversion:
+        """What spec.slimConfig converts to, its relative `_BASE_` placed in model.config's tree."""
+        from kslim_api.slimconfig import convert_slim_config, slim_location
+
+        uri = self.model.config.uri if self.model.config is not None else None
+        return convert_slim_config(self.slim_config or "", slim_location(uri))
 
     def resolved_steps(self) -> list[StrategyStep]:
         """The strategy, or the steps the slimConfig converts to."""
         if self.strategy is not None:
             return list(self.strategy)
-        from kslim_api.slimconfig import convert_slim_config
-
-        return list(convert_slim_config(self.slim_config or "").steps)
+        return list(self.slim_conversion().steps)
 
     def resolved_weights(self) -> WeightsRef | None:
         """model.weights, or the student weights a slimConfig names (pretrain_weights / weights)."""
         if self.model.weights is not None or self.slim_config is None:
             return self.model.weights
-        from kslim_api.slimconfig import convert_slim_config
-
-        uri = convert_slim_config(self.slim_config).weights
+        uri = self.slim_conversion().weights
         return WeightsRef(uri=uri) if uri else None
+
+
+def _override_problems(spec: CompressionJobSpec, overrides: dict[str, Any], target: str) -> list[str]:
+    """Module overrides merge over a PaddleDetection config: a built-in architecture has none a user
+    can name, so they are refused rather than dropped."""
+    names = ", ".join(overrides)
+    if target == "model" and spec.model.config is None:
+        return [
+            f"slimConfig overrides PaddleDetection modules ({names}); they apply to a model.config "
+            "(a PaddleDetection model config), not model.architecture: use model.config or remove them"
+        ]
+    teachers = [s.distill.teacher for s in spec.resolved_steps() if s.distill is not None]
+    if target == "teacher" and any(t.config is None for t in teachers):
+        return [
+            f"slimConfig overrides PaddleDetection modules ({names}) of the teacher, but its _BASE_ is a "
+            "built-in architecture: remove them"
+        ]
+    return []
 
 
 #: Checked by the API server only: a local `kslim run` may take the output location from --output.

@@ -10,7 +10,7 @@ import datetime
 import json
 import os
 import sys
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -18,6 +18,7 @@ import yaml
 from pydantic import ValidationError
 
 from kslim_api.errors import FieldError, field_errors
+from kslim_api.podpolicy import service_account_message, service_account_ok
 from kslim_api.slimconfig import SlimConfigError, SlimConversion, convert_slim_config
 from kslim_api.summary import strategy_summary
 from kslim_api.v1alpha1 import OUTPUT_REQUIRED, CompressionJob, StrategyStep
@@ -102,10 +103,21 @@ def load_job(source: JobSource) -> CompressionJob:
 def load_slim_config(source: str | os.PathLike[str]) -> SlimConversion:
     """A PaddleDetection slim config file (or YAML text) converted to steps. Raises InvalidJobError."""
     text, name = _read(source)
+    location = None if name == "<text>" else Path(name).resolve().as_uri()
     try:
-        return convert_slim_config(text)
+        conv = convert_slim_config(text, location)
     except SlimConfigError as exc:
         raise InvalidJobError([FieldError("", p) for p in exc.problems], name) from None
+    missing = [uri for uri in conv.bases if uri.startswith("file://") and not Path(uri[7:]).is_file()]
+    if missing:
+        raise InvalidJobError(
+            [
+                FieldError("", f"_BASE_: {uri[7:]} not found (give the slim config inside its configs/ tree)")
+                for uri in missing
+            ],
+            name,
+        )
+    return conv
 
 
 def _steps_json(steps: list[StrategyStep] | tuple[StrategyStep, ...]) -> list[dict[str, Any]]:
@@ -136,9 +148,25 @@ def _print_errors(err: InvalidJobError, what: str, out: TextIO) -> None:
         print(f"  {e}", file=out)
 
 
-def validate_command(path: str, slim_config: bool = False) -> int:
-    """`kslim validate FILE [--slim-config]`: 0 and the resolved strategy as JSON on stdout, or 2 and
-    every error with its field path on stderr."""
+def check_installation(job: CompressionJob, allowed_service_accounts: Sequence[str] = ()) -> None:
+    """What depends on the installation, not the schema: the service accounts it lets the runner
+    use (the operator and the chart's admission policy print the same message)."""
+    account = job.spec.template.service_account_name
+    if not service_account_ok(account, allowed_service_accounts):
+        raise InvalidJobError(
+            [
+                FieldError(
+                    "spec.template.serviceAccountName", service_account_message(allowed_service_accounts)
+                )
+            ]
+        )
+
+
+def validate_command(
+    path: str, slim_config: bool = False, allowed_service_accounts: Sequence[str] = ()
+) -> int:
+    """`kslim validate FILE [--slim-config] [--allow-service-account NAME]...`: 0 and the resolved
+    strategy as JSON on stdout, or 2 and every error with its field path on stderr."""
     try:
         if slim_config:
             conv = load_slim_config(path)
@@ -152,8 +180,13 @@ def validate_command(path: str, slim_config: bool = False) -> int:
             notes = list(conv.notes)
         else:
             job = load_job(path)
+            try:
+                check_installation(job, allowed_service_accounts)
+            except InvalidJobError as err:
+                err.source = str(path)
+                raise
             result = resolved_job(job)
-            notes = list(convert_slim_config(job.spec.slim_config).notes) if job.spec.slim_config else []
+            notes = list(job.spec.slim_conversion().notes) if job.spec.slim_config else []
             if job.spec.output is None:
                 notes.append(
                     f"spec.output is not set (fine for `kslim run --output`): {OUTPUT_REQUIRED.message}"

@@ -17,6 +17,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from kslim_api.uris import redact
+
 from kslim_operator.events import Event
 from kslim_operator.kube import Conflict, NotFound, PermanentApiError, TransientError
 from kslim_operator.queue import Key
@@ -103,7 +105,7 @@ class Drivers:
                         "%s/%s: reconcile failed (%s: %s); retrying in %.0f s",
                         *driver.key,
                         kind,
-                        error,
+                        redact(str(error)),
                         delay,
                     )
                     mem.status = None  # re-read the status from the watched object next time

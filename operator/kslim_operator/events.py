@@ -7,10 +7,13 @@ from typing import Any
 
 from kslim_operator import conditions as cond
 from kslim_operator.observe import FAILED, PENDING, RUNNING, SUCCEEDED, SUSPENDED, Observation
+from kslim_operator.refusals import POD_CREATE_REASONS
 
 NORMAL, WARNING = "Normal", "Warning"
 #: Pending reasons worth a Warning: the pod cannot start and a person must act.
-BLOCKED = frozenset({"ImagePullFailed", "Unschedulable", "PVCNotFound", "ContainerConfigError"})
+BLOCKED = frozenset(
+    {"ImagePullFailed", "Unschedulable", "PVCNotFound", "ContainerConfigError", *POD_CREATE_REASONS}
+)
 
 
 @dataclass(frozen=True)
@@ -18,6 +21,10 @@ class Event:
     type: str
     reason: str
     message: str
+
+
+def job_created(job_name: str) -> Event:
+    return Event(NORMAL, "JobCreated", f"created Job {job_name} and ConfigMap {job_name}-job")
 
 
 def _running_reason(status: dict[str, Any]) -> str | None:
@@ -34,7 +41,7 @@ def transition_events(
     if not cond.is_true(before.get("conditions"), cond.ACCEPTED) and cond.is_true(
         after.get("conditions"), cond.ACCEPTED
     ):
-        events.append(Event(NORMAL, "JobCreated", f"created Job {job_name} and ConfigMap {job_name}-job"))
+        events.append(job_created(job_name))
     reason_was, reason_now = _running_reason(before), _running_reason(after)
     if now == PENDING and reason_now != reason_was:
         if reason_now == "Queued":

@@ -16,6 +16,7 @@ import os
 from typing import Any, cast
 
 import kopf
+from kslim_api.uris import redact
 
 from kslim_operator import names
 from kslim_operator.driver import Drivers
@@ -50,7 +51,7 @@ class NoDiffBase(kopf.DiffBaseStorage):
 
 def post_event(body: dict[str, Any], event: Event) -> None:
     # Kopf only reads apiVersion, kind and metadata of the object it gets.
-    kopf.event(cast(kopf.Body, body), type=event.type, reason=event.reason, message=event.message)
+    kopf.event(cast(kopf.Body, body), type=event.type, reason=event.reason, message=redact(event.message))
 
 
 @kopf.on.startup()

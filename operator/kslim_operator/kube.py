@@ -44,7 +44,22 @@ class TransientError(Exception):
 
 
 class PermanentApiError(Exception):
-    """The API server refused the request for good (bad request, forbidden)."""
+    """The API server refused the request for good (invalid, forbidden by admission or quota)."""
+
+    def __init__(self, status: int, reason: str, message: str) -> None:
+        super().__init__(f"{status} {reason}: {message}")
+        self.status = status
+        self.reason = reason
+        self.message = message
+
+
+def _server_message(body: Any) -> str:
+    """The `message` of the metav1.Status the server answered with, else the body's start."""
+    text = body.decode("utf-8", "replace") if isinstance(body, bytes) else str(body or "")
+    try:
+        return str(json.loads(text)["message"])
+    except (ValueError, KeyError, TypeError):
+        return text[:500]
 
 
 def classify(error: Exception) -> Exception:
@@ -55,8 +70,7 @@ def classify(error: Exception) -> Exception:
             return Conflict(str(error.reason))
         if error.status in (408, 429) or (error.status or 0) >= 500 or error.status == 0:
             return TransientError(f"{error.status} {error.reason}")
-        body = (error.body or "")[:500] if isinstance(error.body, str) else ""
-        return PermanentApiError(f"{error.status} {error.reason}: {body}")
+        return PermanentApiError(int(error.status or 0), str(error.reason), _server_message(error.body))
     if isinstance(error, (urllib3.exceptions.HTTPError, OSError)):
         return TransientError(f"{type(error).__name__}: {error}")
     return error
@@ -174,6 +188,29 @@ class Kube:
             limit_bytes=limit_bytes,
         )
         return data.decode("utf-8", errors="replace")
+
+    async def failed_create_events(self, namespace: str, job: str, uid: str) -> list[str]:
+        """Messages of the Job controller's FailedCreate Events on this Job, oldest first: why it
+        cannot create its pod (PodSecurity, quota, admission), which its status never says."""
+        selector = (
+            f"involvedObject.kind=Job,involvedObject.name={job},involvedObject.uid={uid},reason=FailedCreate"
+        )
+        data = await self._json(
+            Priority.READ,
+            functools.partial(self.core.list_namespaced_event, field_selector=selector),
+            namespace,
+        )
+        items = sorted(
+            data.get("items") or [], key=lambda e: e.get("lastTimestamp") or e.get("eventTime") or ""
+        )
+        return [str(e.get("message") or "") for e in items]
+
+    async def has_event(self, namespace: str, name: str, uid: str, reason: str) -> bool:
+        """Whether the CompressionJob `name` (uid) already has an Event with this reason."""
+        selector = f"involvedObject.uid={uid},involvedObject.name={name},reason={reason}"
+        call = functools.partial(self.core.list_namespaced_event, field_selector=selector, limit=1)
+        data = await self._json(Priority.READ, call, namespace)
+        return bool(data.get("items"))
 
     async def missing_claims(self, namespace: str, claims: list[str]) -> list[str]:
         """The claims that do not exist. One lookup per claim and CLAIM_CACHE_SECONDS serves every

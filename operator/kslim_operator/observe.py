@@ -252,7 +252,9 @@ def observe(
     missing_claims: list[str],
     now: datetime.datetime,
     start_timeout_seconds: int,
+    pod_create_failure: tuple[str, str] | None = None,
 ) -> Observation:
+    """`pod_create_failure`: (reason, message) of the Job's latest FailedCreate Event, if any."""
     if job is None:
         if job_created_before:
             return Observation(
@@ -325,4 +327,25 @@ def observe(
             attempts=attempts,
             last_failure=last_failure,
         )
+    if pod_create_failure is not None:
+        return observe_pod_create_failure(job, pod_create_failure, now, start_timeout_seconds, attempts)
     return Observation(PENDING, "PodStarting", "waiting for the Job to create the pod", attempts=attempts)
+
+
+def observe_pod_create_failure(
+    job: JobView, failure: tuple[str, str], now: datetime.datetime, start_timeout_seconds: int, attempts: int
+) -> Observation:
+    """The Job cannot create its pod: the reason to wait on, and Failed once the start timeout passed."""
+    reason, message = failure
+    since = parse_time(job.created)
+    waited = (now - since).total_seconds() if since else 0.0
+    if start_timeout_seconds > 0 and waited >= start_timeout_seconds:
+        return Observation(
+            FAILED,
+            reason,
+            f"{message} (waited {int(waited)} s)",
+            terminal=True,
+            attempts=attempts,
+            stop_job=True,
+        )
+    return Observation(PENDING, reason, message, attempts=attempts)

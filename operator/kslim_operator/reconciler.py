@@ -24,11 +24,12 @@ from typing import Any
 from kslim_operator import events as ev
 from kslim_operator import names, queue, storage
 from kslim_operator.builders import build_configmap, build_job
-from kslim_operator.conditions import now_rfc3339
-from kslim_operator.kube import NotFound, TransientError
+from kslim_operator.conditions import ACCEPTED, is_true, now_rfc3339
+from kslim_operator.kube import NotFound, PermanentApiError, TransientError
 from kslim_operator.observe import FAILED, RUNNING, SUCCEEDED, Observation, observe, parse_time
 from kslim_operator.progress import ProgressLine, last_progress
-from kslim_operator.request import InvalidSpec, JobRequest, parse_request
+from kslim_operator.refusals import POD_CREATE_REASONS, creation_refused, pod_create_failure
+from kslim_operator.request import InvalidSpec, JobRequest, check_installation, parse_request
 from kslim_operator.settings import Settings
 from kslim_operator.state import OperatorState
 from kslim_operator.status import Inputs, build_status, diff, invalid_spec_status
@@ -39,6 +40,8 @@ logger = logging.getLogger(__name__)
 LOG_TAIL_LINES = 50
 LOG_TAIL_BYTES = 64 * 1024
 CLAIM_CHECK_SECONDS = 10.0
+#: How often a Job that has no pod yet is checked for FailedCreate Events.
+POD_CREATE_CHECK_SECONDS = 2.0
 RESYNC_SECONDS = 30.0
 #: A Job we just wrote is trusted over the index for this long (the watch event is on its way).
 OWN_WRITE_TRUST_SECONDS = 10.0
@@ -64,7 +67,12 @@ class JobMemory:
     stage_since: float | None = None
     missing_claims: list[str] = field(default_factory=list)
     claims_checked: float = float("-inf")
+    pod_create_failure: tuple[str, str] | None = None
+    pod_create_checked: float = float("-inf")
     warned_generation: int = 0
+    created_here: bool = False
+    """This process created the Job (an adopted one is not counted in kslim_jobs_created_total)."""
+    events_checked: bool = False
 
 
 def _request(body: dict[str, Any], mem: JobMemory) -> JobRequest:
@@ -80,6 +88,20 @@ def _request(body: dict[str, Any], mem: JobMemory) -> JobRequest:
         mem.req = parse_request(body)
         mem.req_key = key
     return mem.req
+
+
+class Refused(Exception):
+    """The API server refused a child for good; `observation` is the Failed outcome."""
+
+    def __init__(self, observation: Observation) -> None:
+        super().__init__(observation.message)
+        self.observation = observation
+
+
+def _rfc3339(value: str) -> str | None:
+    """A timestamp as the API writes it (the client's models give `+00:00`, watched JSON `Z`)."""
+    parsed = parse_time(value)
+    return now_rfc3339(parsed) if parsed is not None else None
 
 
 def pick_job(indexed: JobView | None, mem: JobMemory, clock: float) -> JobView | None:
@@ -119,6 +141,7 @@ class Reconciler:
         current = mem.status if mem.status is not None else dict(body.get("status") or {})
         try:
             req = _request(body, mem)
+            check_installation(req, self.settings.allowed_service_accounts)
         except InvalidSpec as error:
             desired = invalid_spec_status(current, str(error), int(meta.get("generation") or 1), now)
             obs = Observation(FAILED, "InvalidSpec", str(error), terminal=True)
@@ -139,13 +162,23 @@ class Reconciler:
         queued = want is True and not req.spec.run_policy.suspend
 
         if job is None and not job_created_before:
-            job = await self._create_children(req, suspend=True if want is None else want, mem=mem)
+            try:
+                job = await self._create_children(req, suspend=True if want is None else want, mem=mem)
+            except Refused as refused:
+                # Permanent: the same spec would be refused again, so no retry loop (the driver's
+                # backoff is for errors that pass).
+                obs = refused.observation
+                desired = invalid_spec_status(current, obs.message, req.generation, now, reason=obs.reason)
+                return await self._write_status(key, current, desired, obs, mem, post)
             if job is None:
                 return 1.0
         elif job is not None and not job.finished and want is not None and job.suspend != want:
             patched = await self.state.kube.set_job_suspend(req.namespace, job.name, want)
             job = job_view(patched)
             mem.job, mem.job_written = job, self.clock()
+
+        if not mem.events_checked:
+            await self._recover_job_created_event(req, current, job, mem, post)
 
         if job is not None and job.spec_hash and job.spec_hash != req.spec_hash:
             self._warn_spec_change(req, mem, post)
@@ -155,6 +188,7 @@ class Reconciler:
         if running is not None:
             await self._poll_progress(req, running, mem, now)
         await self._check_claims(req, job, pods, mem)
+        await self._check_pod_creation(req, job, pods, mem)
 
         obs = observe(
             req,
@@ -166,6 +200,7 @@ class Reconciler:
             missing_claims=mem.missing_claims,
             now=now_dt,
             start_timeout_seconds=self.settings.start_timeout_seconds,
+            pod_create_failure=mem.pod_create_failure,
         )
         if obs.reason == "Queued":
             self.state.queued.add(key)
@@ -177,6 +212,7 @@ class Reconciler:
             job_created=job is not None or job_created_before,
             progress=mem.progress if obs.phase == RUNNING else None,
             progress_time=mem.progress_time,
+            job_created_at=_rfc3339(job.created) if job is not None else None,
         )
         desired = build_status(req, obs, current, inputs)
         wait = await self._write_status(key, current, desired, obs, mem, post)
@@ -192,6 +228,8 @@ class Reconciler:
             return self.settings.progress_interval_seconds
         if obs.reason in ("Queued", "Suspended"):
             return RESYNC_SECONDS  # woken up by a poke when a slot frees or the spec changes
+        if obs.reason == "PodStarting" or obs.reason in POD_CREATE_REASONS:
+            return POD_CREATE_CHECK_SECONDS  # no pod event will wake us: the Job's Events tell why
         return CLAIM_CHECK_SECONDS  # a pod that cannot start is re-checked (claims, start timeout)
 
     # ---- steps
@@ -199,17 +237,45 @@ class Reconciler:
     async def _create_children(self, req: JobRequest, *, suspend: bool, mem: JobMemory) -> JobView | None:
         """Create the ConfigMap and the Job; None if a Job of that name belongs to someone else."""
         kube = self.state.kube
+        try:
+            configmap, job_body = build_configmap(req), build_job(req, self.settings, suspend=suspend)
+        except (ValueError, TypeError) as error:  # a spec the builders cannot express
+            raise Refused(creation_refused("Job", 422, str(error))) from error
         # Both at once: a pod of the Job waits for its ConfigMap anyway (the kubelet retries).
-        _, created = await asyncio.gather(
-            kube.create_configmap(build_configmap(req)),
-            kube.create_job(build_job(req, self.settings, suspend=suspend)),
+        results = await asyncio.gather(
+            kube.create_configmap(configmap), kube.create_job(job_body), return_exceptions=True
         )
+        for what, result in zip(("ConfigMap", "Job"), results, strict=True):
+            if isinstance(result, PermanentApiError):
+                raise Refused(creation_refused(what, result.status, result.message)) from result
+        for result in results:
+            if isinstance(result, BaseException):
+                raise result
+        created = results[1]
+        assert isinstance(created, dict)
         job = job_view(created)
         if job.owner_uid not in ("", req.uid):
             return None
         mem.job, mem.job_written = job, self.clock()
+        mem.created_here = True
         logger.info("created Job %s/%s (suspend=%s)", req.namespace, job.name, suspend)
         return job
+
+    async def _recover_job_created_event(
+        self, req: JobRequest, current: dict[str, Any], job: JobView | None, mem: JobMemory, post: EventSink
+    ) -> None:
+        """A status that already says JobCreated, seen first by this process: the process that wrote
+        it may have died before its Event went out. Post it unless it is there (one per job)."""
+        mem.events_checked = True
+        if job is None or not is_true(current.get("conditions"), ACCEPTED):
+            return  # the transition to Accepted posts it
+        try:
+            if await self.state.kube.has_event(req.namespace, req.name, req.uid, "JobCreated"):
+                return
+        except Exception as error:  # cannot tell: a missing Event beats a duplicate one
+            logger.debug("cannot list the events of %s/%s: %s", req.namespace, req.name, error)
+            return
+        post(ev.job_created(job.name))
 
     def _warn_spec_change(self, req: JobRequest, mem: JobMemory, post: EventSink) -> None:
         if mem.warned_generation == req.generation:
@@ -250,6 +316,26 @@ class Reconciler:
             )
         mem.stage = next_stage
         mem.stage_since = self.clock() if next_stage else None
+
+    async def _check_pod_creation(
+        self, req: JobRequest, job: JobView | None, pods: list[PodView], mem: JobMemory
+    ) -> None:
+        """While the Job has no pod, read its FailedCreate Events: the only place the reason shows."""
+        if job is None or job.suspend or job.finished or pods:
+            mem.pod_create_failure = None
+            return
+        if mem.pod_create_checked == float("-inf"):  # give the Job controller its first try
+            mem.pod_create_checked = self.clock()
+            return
+        if self.clock() - mem.pod_create_checked < POD_CREATE_CHECK_SECONDS:
+            return
+        mem.pod_create_checked = self.clock()
+        try:
+            messages = await self.state.kube.failed_create_events(req.namespace, job.name, job.uid)
+        except Exception as error:  # a nice-to-have, like the claim check: the timeout still applies
+            logger.debug("cannot read the events of Job %s/%s: %s", req.namespace, job.name, error)
+            return
+        mem.pod_create_failure = pod_create_failure(messages)
 
     async def _check_claims(
         self, req: JobRequest, job: JobView | None, pods: list[PodView], mem: JobMemory
@@ -294,13 +380,15 @@ class Reconciler:
         self.state.metrics.status_patches.inc()
         for event in ev.transition_events(current, desired, obs, names.job_name(key[1])):
             post(event)
-        self._count_transition(current, desired, obs)
+        self._count_transition(current, desired, obs, mem.created_here)
         return None
 
-    def _count_transition(self, before: dict[str, Any], after: dict[str, Any], obs: Observation) -> None:
+    def _count_transition(
+        self, before: dict[str, Any], after: dict[str, Any], obs: Observation, created_here: bool
+    ) -> None:
         m = self.state.metrics
         was, now = before.get("phase"), after.get("phase")
-        if not before.get("startTime") and after.get("startTime"):
+        if created_here and not before.get("startTime") and after.get("startTime"):
             m.created.inc()
         if (after.get("attempts") or 0) > (before.get("attempts") or 0) >= 1:
             m.retries.inc((after.get("attempts") or 0) - (before.get("attempts") or 0))

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from kslim_api.podpolicy import service_account_message, service_account_ok
 from kslim_api.v1alpha1 import API_VERSION, KIND, CompressionJobSpec
 from pydantic import ValidationError
 
@@ -101,3 +102,13 @@ def parse_request(body: dict[str, Any]) -> JobRequest:
         spec=spec,
         raw_spec=raw_spec,
     )
+
+
+def check_installation(req: JobRequest, allowed_service_accounts: list[str]) -> None:
+    """What this installation allows beyond the schema (kslim_api.validate.check_installation says
+    the same offline); InvalidSpec otherwise."""
+    account = req.spec.template.service_account_name
+    if not service_account_ok(account, allowed_service_accounts):
+        raise InvalidSpec(
+            f"spec.template.serviceAccountName: {service_account_message(allowed_service_accounts)}"
+        )

@@ -60,6 +60,9 @@ class Settings(BaseModel):
     """Jobs allowed to run at once (0: no limit). The rest stay Pending/Queued in creation order."""
     namespaces: list[DnsName] = Field(default_factory=list)
     """Namespaces to watch; empty: the whole cluster."""
+    allowed_service_accounts: list[DnsName] = Field(default_factory=list)
+    """Service accounts a CompressionJob may name in spec.template.serviceAccountName (empty: none;
+    the runner needs no API access, and any other account's token would be the job author's)."""
     metrics_port: int = Field(default=8000, ge=0, le=65535)
     """Port of the Prometheus /metrics endpoint (0: off)."""
     health_port: int = Field(default=8080, ge=0, le=65535)
@@ -117,7 +120,7 @@ class Settings(BaseModel):
         return self.leader_election_namespace or env.get("POD_NAMESPACE") or "default"
 
 
-LIST_FIELDS = {"gpu_compute_majors", "namespaces"}
+LIST_FIELDS = {"gpu_compute_majors", "namespaces", "allowed_service_accounts"}
 
 
 def env_values(environ: Mapping[str, str]) -> dict[str, Any]:

@@ -12,6 +12,7 @@ from typing import Any
 
 from kslim_api.status import Delta, ModelMetrics, QualityGateStatus
 from kslim_api.summary import strategy_summary as summarize_steps
+from kslim_api.uris import redact
 from pydantic import BaseModel, ValidationError
 
 from kslim_operator import conditions as cond
@@ -48,6 +49,8 @@ class Inputs:
     job_created: bool
     progress: ProgressLine | None = None
     progress_time: str | None = None
+    job_created_at: str | None = None
+    """The Job's creationTimestamp: the start time, also when another operator process created it."""
 
 
 def clean(model: type[BaseModel], data: dict[str, Any] | None) -> dict[str, Any] | None:
@@ -101,8 +104,8 @@ def desired_conditions(
     obs: Observation, current: list[dict[str, Any]], job_created: bool
 ) -> list[cond.Desired]:
     out: list[cond.Desired] = []
-    if obs.reason == "InvalidSpec":
-        out.append(cond.Desired(cond.ACCEPTED, False, "InvalidSpec", obs.message))
+    if obs.reason == "InvalidSpec" or (obs.phase == FAILED and not job_created):
+        out.append(cond.Desired(cond.ACCEPTED, False, obs.reason, obs.message))
     elif job_created:
         out.append(cond.Desired(cond.ACCEPTED, True, "JobCreated", "the ConfigMap and the Job are created"))
     running = obs.phase == RUNNING
@@ -120,11 +123,13 @@ def desired_conditions(
     gate = obs.report.quality_gate if obs.report else None
     if gate is not None and isinstance(gate.get("passed"), bool):
         passed = gate["passed"]
+        # a gate the latency spread could not decide is not reported as a miss
+        missed = "MeasurementUnstable" if obs.reason == "MeasurementUnstable" else "QualityGateFailed"
         out.append(
             cond.Desired(
                 cond.QUALITY_GATE_PASSED,
                 passed,
-                "QualityGateMet" if passed else "QualityGateFailed",
+                "QualityGateMet" if passed else missed,
                 str(gate.get("message") or ""),
             )
         )
@@ -138,10 +143,10 @@ def build_status(
     status: dict[str, Any] = {k: current[k] for k in OWNED_KEYS if k in current}
     status["observedGeneration"] = req.generation
     status["phase"] = obs.phase
-    status["message"] = obs.message[:MAX_MESSAGE]
+    status["message"] = redact(obs.message)[:MAX_MESSAGE]
     status["strategySummary"] = strategy_summary(req)
     if inputs.job_created and not status.get("startTime"):
-        status["startTime"] = inputs.now
+        status["startTime"] = inputs.job_created_at or inputs.now
     if obs.attempts is not None:
         status["attempts"] = max(obs.attempts, int(current.get("attempts") or 0))
     if obs.phase == RUNNING and inputs.progress is not None:
@@ -176,14 +181,17 @@ def build_status(
     return status
 
 
-def invalid_spec_status(current: dict[str, Any], message: str, generation: int, now: str) -> dict[str, Any]:
-    """The status of an object that bypassed validation: Failed/InvalidSpec, once."""
-    obs = Observation(FAILED, "InvalidSpec", message, terminal=True)
+def invalid_spec_status(
+    current: dict[str, Any], message: str, generation: int, now: str, reason: str = "InvalidSpec"
+) -> dict[str, Any]:
+    """The status of a job that never got a Job: its spec bypassed validation, or the API server
+    refused a child built from it. Failed with `reason`, once."""
+    obs = Observation(FAILED, reason, message, terminal=True)
     status: dict[str, Any] = {k: current[k] for k in OWNED_KEYS if k in current}
     status.update(
         observedGeneration=generation,
         phase=FAILED,
-        message=message[:MAX_MESSAGE],
+        message=redact(message)[:MAX_MESSAGE],
         completionTime=current.get("completionTime") or now,
     )
     status["conditions"] = cond.merge(

@@ -38,6 +38,7 @@ class JobView:
     deleting: bool = False
     kueue: bool = False
     conditions: tuple[Cond, ...] = ()
+    created: str = ""
 
     def condition(self, type_: str) -> Cond | None:
         return next((c for c in self.conditions if c.type == type_ and c.status == "True"), None)
@@ -124,6 +125,7 @@ def job_view(body: dict[str, Any]) -> JobView:
         deleting=bool(meta.get("deletionTimestamp")),
         kueue=names.LABEL_KUEUE_QUEUE in labels,
         conditions=_conds(status.get("conditions")),
+        created=str(meta.get("creationTimestamp") or ""),
     )
 
 

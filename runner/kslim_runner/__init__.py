@@ -12,6 +12,7 @@ Three process-wide settings must happen before paddle is imported, so they live 
   (im2col + SGEMM) ran 2.8x faster and a whole training step 2.1x on an AMD EPYC
   (bench/mkl_path.py). Not on Intel, where MKL already picks its best (AVX-512) path. Empty keeps
   MKL's default.
+- Third-party noise defaults (tqdm off without a terminal, glog INFO off): see `quiet`.
 """
 
 import os as _os
@@ -19,6 +20,11 @@ import zlib as _zlib
 
 _zlib.decompress(_zlib.compress(b"kslim"))  # initialise zlib before anything can import paddle
 _os.environ.setdefault("KMP_BLOCKTIME", "0")
+
+from kslim_runner import quiet as _quiet  # noqa: E402  (stdlib only; must run before paddle/tqdm load)
+
+_quiet.install_env()
+_quiet.install_warnings()
 
 
 def amd_cpu(cpuinfo_path: str = "/proc/cpuinfo") -> bool:

@@ -26,6 +26,13 @@ def _build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--slim-config", action="store_true", help="the file is a bare PaddleDetection slim config"
     )
+    p.add_argument(
+        "--allow-service-account",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="a spec.template.serviceAccountName the installation allows (its allowedServiceAccounts)",
+    )
 
     p = sub.add_parser("run", help="run a CompressionJob file locally (no cluster)")
     p.add_argument("file", help="CompressionJob YAML")
@@ -46,7 +53,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "validate":
         from kslim_api.validate import validate_command
 
-        return validate_command(args.file, slim_config=args.slim_config)
+        return validate_command(
+            args.file, slim_config=args.slim_config, allowed_service_accounts=args.allow_service_account
+        )
     if args.command == "run":
         from kslim_runner.run import run_command
 

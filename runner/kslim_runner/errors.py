@@ -50,3 +50,11 @@ class QualityGateFailed(KslimError):
 
     exit_code = EXIT_QUALITY_GATE
     reason = "QualityGateFailed"
+
+
+class StorageUnavailable(KslimError):
+    """Object storage or a download server did not answer (or answered 5xx): exit 1, which the Job
+    retries (backoffLimit), because an outage passes and a retried pod reuses what it downloaded."""
+
+    exit_code = EXIT_INTERNAL
+    reason = "StorageUnavailable"

@@ -9,6 +9,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from kslim_api.uris import DOTDOT_MESSAGE, has_dotdot, redact
+
 from kslim_runner.errors import UserError
 
 DEFAULT_PVC_ROOT = "/mnt/pvc"
@@ -19,20 +21,35 @@ def pvc_root() -> Path:
     return Path(os.environ.get(PVC_ROOT_ENV) or DEFAULT_PVC_ROOT)
 
 
+def _inside(path: Path, root: Path) -> bool:
+    """Whether path, with `.` and `..` folded (no I/O), is root or under it."""
+    folded, top = os.path.normpath(path), os.path.normpath(root)
+    return folded == top or folded.startswith(top.rstrip(os.sep) + os.sep)
+
+
 def resolve_uri(uri: str, base_dir: Path, *, what: str = "path") -> Path:
-    """Map a job-file URI to a local path (no I/O). Relative paths are relative to base_dir."""
+    """Map a job-file URI to a local path (no I/O). Relative paths are relative to base_dir.
+
+    The schema already refuses `..` segments; this refuses them again (a job file may not have been
+    validated by this version), so a pvc:// path never leaves its claim's folder, locally included."""
+    if has_dotdot(uri):
+        raise UserError(f"{what}: {redact(uri)!r} {DOTDOT_MESSAGE}", reason="InvalidInput")
     if uri.startswith("pvc://"):
         rest = uri[len("pvc://") :].strip("/")
         claim, _, sub = rest.partition("/")
         if not claim:
-            raise UserError(f"{what}: {uri!r} names no claim; write pvc://<claim>/<path>")
-        return pvc_root() / claim / sub if sub else pvc_root() / claim
+            raise UserError(f"{what}: {redact(uri)!r} names no claim; write pvc://<claim>/<path>")
+        root = pvc_root() / claim
+        path = root / sub if sub else root
+        if not _inside(path, root):
+            raise UserError(f"{what}: {redact(uri)!r} leaves its claim's folder", reason="InvalidInput")
+        return path
     if uri.startswith("file://"):
         path = Path(uri[len("file://") :])
     elif "://" in uri:
         scheme = uri.split("://", 1)[0]
         raise UserError(
-            f"{what}: {scheme}:// URIs are not supported by this runner yet ({uri}); "
+            f"{what}: {scheme}:// URIs are not supported by this runner yet ({redact(uri)}); "
             "copy the data to a volume and use pvc:// or a local path"
         )
     else:

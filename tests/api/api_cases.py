@@ -125,6 +125,81 @@ PPDET_STUDENT = {
     "inputSize": 320,
 }
 
+#: PaddleDetection's own distillation kinds on a PP-YOLOE+ / RetinaNet pair given as configs.
+PPYOLOE_STUDENT = {
+    "config": {"uri": "pvc://models/configs/ppyoloe/ppyoloe_plus_crn_m_80e_coco.yml"},
+    "numClasses": 80,
+    "inputSize": 640,
+}
+PPYOLOE_TEACHER = {"config": {"uri": "pvc://models/configs/ppyoloe/ppyoloe_plus_crn_l_80e_coco.yml"}}
+RETINANET_TEACHER = {"config": {"uri": "pvc://models/configs/retinanet/retinanet_r101_fpn_2x_coco.yml"}}
+
+
+def kind_step(loss: str, teacher: dict[str, Any] = RETINANET_TEACHER, **extra: Any) -> list[dict[str, Any]]:
+    return [{"distill": {"teacher": teacher, "loss": loss, **extra}}]
+
+
+#: PaddleDetection's picodet_m_unstructured_prune_75 as a step (its schedule in iterations here).
+GMP = {"pruning": 300, "tuning": 150, "pruningSteps": 20, "initialRatio": "0.15"}
+SPARSIFY = {"ratio": "0.75", "paramsType": "conv1x1", "gmp": GMP}
+
+
+def _template(**fields: Any) -> Mutation:
+    return sets(spec__template=fields)
+
+
+#: What a job author may not put into the pod, or into a URI (kslim_api.podpolicy, kslim_api.uris);
+#: `message` is what both the API server and `kslim validate` must print.
+_VOLUME = "a volume must be exactly one of"
+_ENV = "are set by the operator and cannot be overridden"
+_MOUNT = "mountPath must not be, or be under"
+_DOTDOT = "must not contain '..' path segments"
+_TOKEN = {"projected": {"sources": [{"serviceAccountToken": {"path": "t"}}]}}
+_SECRET_REF = {"secretKeyRef": {"name": "s", "key": "k"}}
+_SCRATCH = [{"name": "c", "emptyDir": {}}]
+POLICY_CASES: list[tuple[BadSpec, str]] = [
+    (BadSpec("host-path-volume", _template(volumes=[{"name": "root", "hostPath": {"path": "/"}}]),
+             "spec.template.volumes[0]"), _VOLUME),
+    (BadSpec("projected-token-volume", _template(volumes=[{"name": "t", **_TOKEN}]),
+             "spec.template.volumes[0]"), _VOLUME),
+    (BadSpec("nfs-volume", _template(volumes=[{"name": "nfs", "nfs": {"server": "s", "path": "/"}}]),
+             "spec.template.volumes[0]"), _VOLUME),
+    (BadSpec("two-volume-sources",
+             _template(volumes=[{"name": "x", "emptyDir": {}, "hostPath": {"path": "/"}}]),
+             "spec.template.volumes[0]"), _VOLUME),
+    (BadSpec("volume-without-source", _template(volumes=[{"name": "x"}]), "spec.template.volumes[0]"),
+     _VOLUME),
+    (BadSpec("env-overrides-pvc-root", _template(env=[{"name": "KSLIM_PVC_ROOT", "value": "/"}]),
+             "spec.template.env[0].name"), _ENV),
+    (BadSpec("env-overrides-home", _template(env=[{"name": "HOME", "value": "/"}]),
+             "spec.template.env[0].name"), _ENV),
+    (BadSpec("env-value-and-value-from",
+             _template(env=[{"name": "T", "value": "x", "valueFrom": _SECRET_REF}]),
+             "spec.template.env[0]"), "set value or valueFrom, not both"),
+    (BadSpec("env-value-from-field-ref",
+             _template(env=[{"name": "T", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}}]),
+             "spec.template.env[0].valueFrom.fieldRef"), ""),
+    (BadSpec("mount-over-job-file",
+             _template(volumes=_SCRATCH, volumeMounts=[{"name": "c", "mountPath": "/etc/kslim"}]),
+             "spec.template.volumeMounts[0].mountPath"), _MOUNT),
+    (BadSpec("mount-under-claims",
+             _template(volumes=_SCRATCH, volumeMounts=[{"name": "c", "mountPath": "/mnt/pvc/coco"}]),
+             "spec.template.volumeMounts[0].mountPath"), _MOUNT),
+    (BadSpec("mount-subpath-dotdot",
+             _template(volumes=_SCRATCH,
+                       volumeMounts=[{"name": "c", "mountPath": "/c", "subPath": "a/../.."}]),
+             "spec.template.volumeMounts[0].mountPath"), "subPath must not contain '..'"),
+    (BadSpec("pvc-uri-dotdot", sets(spec__output__uri="pvc://claim/../../x"), "spec.output.uri"), _DOTDOT),
+    (BadSpec("pvc-uri-trailing-dotdot", sets(spec__dataset__val__annotations="pvc://coco/a/.."),
+             "spec.dataset.val.annotations"), _DOTDOT),
+    (BadSpec("file-uri-dotdot", sets(spec__model__weights__uri="file://../../etc/w.pdparams"),
+             "spec.model.weights.uri"), _DOTDOT),
+    (BadSpec("https-uri-password", sets(spec__model__weights__uri="https://user:s3cret@host/w.pdparams"),
+             "spec.model.weights.uri"), "must not contain user-info"),
+    (BadSpec("s3-uri-user", sets(spec__output__uri="s3://key@bucket/jobs"), "spec.output.uri"), ""),
+]  # fmt: skip
+POLICY_BAD_SPECS = [case for case, _ in POLICY_CASES]
+
 BAD_SPECS: list[BadSpec] = [
     # unknown fields
     BadSpec("unknown-field", sets(spec__model__numClass=3), "spec.model.numClass"),
@@ -181,6 +256,7 @@ BAD_SPECS: list[BadSpec] = [
     ),
     # URIs
     BadSpec("ftp-uri", sets(spec__model__weights__uri="ftp://host/w.pdparams"), "spec.model.weights.uri"),
+    *POLICY_BAD_SPECS,
     BadSpec("pvc-uppercase", sets(spec__output__uri="pvc://Artifacts/jobs"), "spec.output.uri"),
     BadSpec("relative-path-uri", sets(spec__dataset__val__images="data/val"), "spec.dataset.val.images"),
     # duplicates in sets / map lists
@@ -338,6 +414,92 @@ BAD_SPECS: list[BadSpec] = [
         "spec.train.dataParallel",
     ),
     BadSpec("name-too-long", sets(metadata__name="x" * 64), "metadata.name"),
+    # distillation kinds (PaddleDetection's implementation)
+    BadSpec(
+        "ppdet-distill-kind-with-a-built-in-teacher",
+        sets(
+            spec__model=PPYOLOE_STUDENT,
+            spec__strategy=kind_step("ppyoloe", {"architecture": "yolov3_darknet53"}),
+        ),
+        "spec.strategy[0].distill.teacher",
+    ),
+    BadSpec(
+        "ppdet-distill-kind-on-a-built-in-student",
+        sets(spec__strategy=kind_step("cwd")),
+        "spec.model",
+    ),
+    BadSpec(
+        "distill-weight-with-a-ppdet-kind",
+        sets(spec__model=PPYOLOE_STUDENT, spec__strategy=kind_step("fgd", weight="1000")),
+        "spec.strategy[0].distill.weight",
+    ),
+    BadSpec(
+        "distill-kind-settings-of-another-kind",
+        sets(spec__model=PPYOLOE_STUDENT, spec__strategy=kind_step("fgd", cwd={"tau": "2.0"})),
+        "spec.strategy[0].distill.cwd",
+    ),
+    BadSpec(
+        "ppyoloe-distilling-nothing",
+        sets(
+            spec__model=PPYOLOE_STUDENT,
+            spec__strategy=kind_step(
+                "ppyoloe", PPYOLOE_TEACHER, ppyoloe={"logitsDistill": False, "featDistill": False}
+            ),
+        ),
+        "spec.strategy[0].distill.ppyoloe",
+    ),
+    BadSpec(
+        "unknown-distill-loss",
+        sets(spec__model=PPYOLOE_STUDENT, spec__strategy=kind_step("kd")),
+        "spec.strategy[0].distill.loss",
+    ),
+    BadSpec(
+        "unknown-feature-distiller",
+        sets(
+            spec__model=PPYOLOE_STUDENT,
+            spec__strategy=kind_step("ppyoloe", PPYOLOE_TEACHER, ppyoloe={"featDistiller": "kl"}),
+        ),
+        "spec.strategy[0].distill.ppyoloe.featDistiller",
+    ),
+    # unstructured pruning
+    BadSpec(
+        "sparsify-ratio-above-one",
+        sets(spec__strategy=[{"sparsify": {"ratio": "1.5"}}]),
+        "spec.strategy[0].sparsify.ratio",
+    ),
+    BadSpec(
+        "sparsify-without-ratio", sets(spec__strategy=[{"sparsify": {}}]), "spec.strategy[0].sparsify.ratio"
+    ),
+    BadSpec(
+        "sparsify-initial-ratio-not-below-ratio",
+        sets(spec__strategy=[{"sparsify": {**SPARSIFY, "gmp": {**GMP, "initialRatio": "0.8"}}}]),
+        "spec.strategy[0].sparsify.gmp.initialRatio",
+    ),
+    BadSpec(
+        "sparsify-gmp-pruning-too-short-for-its-steps",
+        sets(spec__strategy=[{"sparsify": {**SPARSIFY, "gmp": {**GMP, "pruning": 30}}}]),
+        "spec.strategy[0].sparsify.gmp.pruning",
+    ),
+    BadSpec(
+        "sparsify-gmp-without-training",
+        sets(spec__strategy=[{"sparsify": {**SPARSIFY, "fineTune": {"iterations": 0}}}]),
+        "spec.strategy[0].sparsify.fineTune.iterations",
+    ),
+    BadSpec(
+        "sparsify-params-type-unknown",
+        sets(spec__strategy=[{"sparsify": {"ratio": "0.5", "paramsType": "conv3x3"}}]),
+        "spec.strategy[0].sparsify.paramsType",
+    ),
+    BadSpec(
+        "training-after-sparsify",
+        sets(spec__strategy=[{"sparsify": SPARSIFY}, {"qat": {}}]),
+        "spec.strategy",
+    ),
+    BadSpec(
+        "cwd-levels-zero",
+        sets(spec__model=PPYOLOE_STUDENT, spec__strategy=kind_step("cwd", cwd={"levels": 0})),
+        "spec.strategy[0].distill.cwd.levels",
+    ),
 ]
 
 
@@ -358,6 +520,24 @@ SLIM_QAT = "pretrain_weights: s3://models/w.pdparams\nslim: QAT\nQAT: {quant_con
 INFERENCE_MODEL = {"inferenceModel": {"uri": "pvc://models/ppyolo"}, "inputSize": 320}
 
 GOOD_SPECS: list[GoodSpec] = [
+    GoodSpec(
+        "env-from-a-secret-and-allowed-volumes",
+        _template(
+            env=[
+                {"name": "AWS_SECRET_ACCESS_KEY", "valueFrom": {"secretKeyRef": {"name": "s3", "key": "k"}}},
+                {"name": "MODE", "valueFrom": {"configMapKeyRef": {"name": "cfg", "key": "mode"}}},
+                {"name": "MKL_DEBUG_CPU_TYPE", "value": "5"},
+            ],
+            volumes=[
+                {"name": "cache", "persistentVolumeClaim": {"claimName": "cache"}},
+                {"name": "certs", "secret": {"secretName": "certs"}},
+                {"name": "cfg", "configMap": {"name": "cfg"}},
+                {"name": "info", "downwardAPI": {"items": [{"path": "l", "fieldRef": {"fieldPath": "x"}}]}},
+            ],
+            volumeMounts=[{"name": "cache", "mountPath": "/cache", "readOnly": True, "subPath": "a/b"}],
+        ),
+    ),
+    GoodSpec("uri-with-dots-in-names", sets(spec__model__weights__uri="pvc://models/v1..2/w.pdparams")),
     GoodSpec("baseline-only", sets(spec__strategy=[])),
     GoodSpec("ptq-on-inference-model", sets(spec__model=INFERENCE_MODEL, spec__strategy=PTQ)),
     GoodSpec("synthetic-defaults", both(sets(spec__dataset=SYNTHETIC, spec__model__numClasses=3))),
@@ -453,4 +633,51 @@ GOOD_SPECS: list[GoodSpec] = [
         ),
     ),
     GoodSpec("name-of-63-characters", sets(metadata__name="x" * 63)),
+    GoodSpec(
+        "ppyoloe-distill-with-paddledetection-defaults",
+        sets(spec__model=PPYOLOE_STUDENT, spec__strategy=kind_step("ppyoloe", PPYOLOE_TEACHER)),
+    ),
+    GoodSpec(
+        "ppyoloe-distill-with-cwd-features",
+        sets(
+            spec__model=PPYOLOE_STUDENT,
+            spec__strategy=kind_step(
+                "ppyoloe", PPYOLOE_TEACHER, ppyoloe={"featDistiller": "cwd", "logitsLdDistill": False}
+            ),
+        ),
+    ),
+    GoodSpec("sparsify-gmp", sets(spec__strategy=[{"sparsify": SPARSIFY}])),
+    GoodSpec(
+        "sparsify-one-shot-then-ptq",
+        sets(
+            spec__strategy=[
+                {"prune": {"ratio": "0.3"}},
+                {
+                    "sparsify": {
+                        "ratio": ".5",
+                        "params": ["backbone.*"],
+                        "skipParams": ["conv2d_0.w_0"],
+                        "localSparsity": False,
+                        "fineTune": {"iterations": 0},
+                    }
+                },
+                {"ptq": {}},
+            ]
+        ),
+    ),
+    GoodSpec(
+        "sparsify-gmp-in-epochs",
+        sets(spec__strategy=[{"sparsify": {**SPARSIFY, "gmp": {**GMP, "unit": "epochs", "pruning": 150}}}]),
+    ),
+    GoodSpec(
+        "cwd-fgd-ld-kinds",
+        sets(
+            spec__model=PPYOLOE_STUDENT,
+            spec__strategy=[
+                *kind_step("cwd", cwd={"tau": "1.0", "weight": "5.0", "levels": 5}),
+                *kind_step("fgd", fgd={"alphaFgd": "0.001", "lambdaFgd": "0.000005"}),
+                *kind_step("ld"),
+            ],
+        ),
+    ),
 ]

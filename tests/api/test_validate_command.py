@@ -105,10 +105,11 @@ def test_slim_config_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) ->
 
 
 def test_bad_slim_config_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    text = "slim: QAT\nQAT: {quant_config: {}}\nTrainReader: {batch_size: 8}\n"
+    text = "slim: QAT\nQAT: {quant_config: {}}\nTrainReadr: {batch_size: 8}\n"
     assert validate_command(write(tmp_path, "qat.yml", text), slim_config=True) == EXIT_USER
     err = capsys.readouterr().err
-    assert "invalid slim config (1 error)" in err and "TrainReader: not supported" in err
+    assert "invalid slim config (1 error)" in err and "TrainReadr: unknown section" in err
+    assert "nearest known key: TrainReader" in err
 
 
 def test_a_job_file_given_as_slim_config_is_explained(

@@ -92,6 +92,25 @@ def test_failed_status() -> None:
     assert is_terminal(st)
 
 
+def test_an_undecidable_speedup_gate_keeps_its_reason_and_interval() -> None:
+    gate = {"passed": False, "message": "undecided: speed-up 1.74x (p10-p90 ...) straddles 1.8x"}
+    d = {**REPORT["delta"], "speedupLow": 1.24, "speedupHigh": 2.25, "speedupRounds": 10}
+    text = report_text(outcome="Failed", reason="MeasurementUnstable", qualityGate=gate, delta=d)
+    obs = Observation(
+        "Failed",
+        "MeasurementUnstable",
+        gate["message"],
+        terminal=True,
+        report=parse_termination_message(text),
+    )
+    st = _status(obs)
+    assert st["delta"]["speedupLow"] == 1.24 and st["delta"]["speedupHigh"] == 2.25
+    assert cond.find(st["conditions"], "Failed")["reason"] == "MeasurementUnstable"  # type: ignore[index]
+    gate_cond = cond.find(st["conditions"], "QualityGatePassed")
+    assert gate_cond is not None and gate_cond["status"] == "False"
+    assert gate_cond["reason"] == "MeasurementUnstable"
+
+
 def test_suspend_then_resume_conditions() -> None:
     st = _status(Observation("Suspended", "Suspended", "suspended"))
     assert cond.is_true(st["conditions"], "Suspended")

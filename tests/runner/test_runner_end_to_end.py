@@ -107,6 +107,27 @@ def test_report_files_and_versions(finished: dict) -> None:
     assert "| YOLOv3-MobileNetV1 x0.25 | baseline |" in finished["stdout"]
 
 
+def test_detections_weights_and_every_artifact_are_listed(finished: dict) -> None:
+    from kslim_runner.measure.coco_eval import coco_stats
+
+    out = finished["out"]
+    report = json.loads((out / "report.json").read_text())
+    arts = report["artifacts"]
+    assert arts["baseline/weights"] == str(out / "stages" / "baseline" / "model.pdparams")
+    assert arts["weights"] == arts["baseline/weights"] and report["rows"][0]["weights"].endswith(".pdparams")
+    assert arts["baseline/detections"] == str(out / "stages" / "baseline" / "detections.json")
+    assert all(Path(v).exists() for v in arts.values()), arts
+    ann = out.parent / "data" / "val" / "annotations.json"
+    dets = json.loads(Path(arts["detections"]).read_text())
+    cat_ids = {c["id"] for c in json.loads(ann.read_text())["categories"]}
+    assert {d["category_id"] for d in dets} <= cat_ids
+    assert coco_stats(ann, dets)["ap"] == pytest.approx(report["baseline"]["ap"], abs=1e-6)
+    lat = report["rows"][0]["latency"]["fp32"]
+    assert lat["session"] and len(lat["rounds"]) == lat["runs"] == 5 and lat["p10"] <= lat["p50"]
+    assert "load average (1/5/15 min) at the start:" in (out / "report.md").read_text()
+    assert "kslim: data val: 8 images," in finished["stdout"]
+
+
 def test_termination_message(finished: dict) -> None:
     text = finished["term"].read_text()
     assert len(text.encode()) < 4096
@@ -114,6 +135,7 @@ def test_termination_message(finished: dict) -> None:
     assert msg["outcome"] == "Succeeded" and msg["stage"] == "report"
     assert set(msg) >= {"baseline", "result", "delta", "artifacts"}
     assert msg["artifacts"]["model"].endswith("models/baseline")
+    assert not [k for k in msg["artifacts"] if "/" in k]  # per-row files: report.json only
 
 
 def test_a_second_run_skips_finished_stages(finished: dict, capsys) -> None:

@@ -77,3 +77,48 @@ def test_training_checkpoints_and_resumes(tiny_data: Path, tmp_path: Path) -> No
     assert ckpt is not None and ckpt.step == 4  # the last one before the end
     again = train_detector(build_detector(det.config), index, cfg, tmp_path, stage="t")
     assert again.start_step == 4 and again.steps_run == 2
+
+
+def test_piecewise_schedule_with_linear_warmup_matches_paddledetection() -> None:
+    """LinearWarmup(steps=4, start_factor=0) + PiecewiseDecay(gamma=0.1, milestones at steps 10, 15)."""
+    from kslim_runner.train.config import schedule_factor
+
+    cfg = TrainConfig(
+        iterations=20,
+        warmup_iterations=4,
+        warmup_start_factor=0.0,
+        lr_schedule="piecewise",
+        decay_steps=(10, 15),
+        decay_gamma=0.1,
+    )
+    f = [round(schedule_factor(cfg, s), 6) for s in (0, 2, 4, 9, 10, 14, 15, 19)]
+    assert f == [0.0, 0.5, 1.0, 1.0, 0.1, 0.1, 0.01, 0.01]
+
+
+def test_step_train_config_takes_every_fine_tune_field() -> None:
+    from kslim_api.v1alpha1 import FineTuneSpec, TrainSpec
+    from kslim_runner.train.config import step_train_config
+
+    ft = FineTuneSpec(
+        epochs=5,
+        batch_size=10,
+        optimizer="momentum",
+        momentum="0.8",
+        weight_decay="0.0001",
+        warmup_iterations=3,
+        warmup_start_factor="0",
+        lr_schedule="piecewise",
+        decay_epochs=[3, 4],
+        decay_gamma="0.5",
+        grad_clip_norm="35",
+        learning_rate="0.01",
+    )
+    cfg = step_train_config(TrainSpec(), ft, n_images=100)
+    assert (cfg.iterations, cfg.batch_size, cfg.optimizer, cfg.momentum) == (50, 10, "momentum", 0.8)
+    assert (cfg.warmup_iterations, cfg.warmup_start_factor, cfg.decay_steps) == (3, 0.0, (30, 40))
+    assert (cfg.decay_gamma, cfg.grad_clip_norm, cfg.learning_rate, cfg.weight_decay) == (
+        0.5,
+        35.0,
+        0.01,
+        0.0001,
+    )

@@ -53,3 +53,27 @@ def test_output_on_a_mounted_claim_goes_under_the_job_name(make_job, tmp_path: P
     monkeypatch.setenv("KUBERNETES_SERVICE_HOST", "10.0.0.1")
     out, uri = output_location(job, tmp_path, "/output")
     assert out == Path("/output") and uri == "pvc://artifacts/jobs/tiny"
+
+
+def test_paths_never_leave_their_claim(monkeypatch, tmp_path: Path) -> None:
+    """Defence in depth behind the schema: a job file that was never validated cannot step out."""
+    monkeypatch.setenv("KSLIM_PVC_ROOT", str(tmp_path))
+    for uri in (
+        "pvc://coco/../../../etc/x.json",
+        "pvc://coco/a/..",
+        "file://../../etc/passwd",
+        "data/../../x",
+    ):
+        with pytest.raises(UserError, match=r"'\.\.' path segments"):
+            resolve_uri(uri, tmp_path / "jobs", what="dataset.val.annotations")
+    assert resolve_uri("pvc://coco/v1..2/x.json", tmp_path) == tmp_path / "coco" / "v1..2" / "x.json"
+
+
+def test_failure_messages_hide_passwords(monkeypatch, tmp_path: Path, capsys) -> None:
+    from kslim_runner.run import _fail
+
+    message_file = tmp_path / "termination-log"
+    monkeypatch.setenv("KSLIM_TERMINATION_MESSAGE_PATH", str(message_file))
+    assert _fail("cannot read https://user:s3cret@host/w.pdparams", "InvalidInput", "prepare", 2) == 2
+    assert "s3cret" not in capsys.readouterr().err
+    assert "s3cret" not in message_file.read_text() and "https://***@host" in message_file.read_text()

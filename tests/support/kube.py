@@ -84,6 +84,18 @@ def apply_crds(control_plane: ControlPlane, directory: Path, timeout: float = 60
     names = control_plane.kubectl(*args).stdout.split()
     crds = [name for name in names if name.startswith("customresourcedefinition")]
     if crds:
+        # `kubectl wait --for=condition` fails at once (not waits) on an object that has no conditions
+        # yet, as a just-created CRD may: wait for the list to exist first.
+        jsonpath = "{.status.conditions[*].type}"
+
+        def have_conditions() -> bool | None:
+            for crd in crds:
+                result = control_plane.kubectl("get", crd, "-o", f"jsonpath={jsonpath}", check=False)
+                if not result.stdout.split():
+                    return None
+            return True
+
+        wait_for(have_conditions, "CRD conditions", timeout=timeout, interval=0.2)
         wait = ["wait", "--for=condition=Established", f"--timeout={timeout:.0f}s", *crds]
         control_plane.kubectl(*wait, timeout=timeout + 10)
     return crds

@@ -162,3 +162,17 @@ def test_kslim_configs_build_the_parameters_paddledetections_slim_configs_name(c
         assert all(names[f"conv2d_{i}.w_0"].startswith("neck.") for i in range(62, 68))
     if config == "ppyolo_r50vd_dcn":  # configs/slim/prune/ppyolo_r50vd_prune_fpgm.yml
         assert all(names[f"conv2d_{i}.w_0"].startswith("neck.") for i in (56, 61, 63, 68, 70, 75))
+
+
+def test_the_api_packages_list_of_ppdet_classes_is_ppdets() -> None:
+    """kslim_api keeps ppdet's registered class names as data (it must not import Paddle); this
+    catches a PaddleDetection upgrade that changes them."""
+    from kslim_api.ppdet_modules import PPDET_CLASSES
+    from kslim_runner.zoo import lib
+
+    lib.ppdet()
+    assert lib._PRISTINE is not None
+    actual = {k for k, v in lib._PRISTINE.items() if hasattr(v, "schema")}
+    assert actual == PPDET_CLASSES, (
+        f"regenerate api/kslim_api/ppdet_modules.py: {sorted(actual ^ PPDET_CLASSES)}"
+    )

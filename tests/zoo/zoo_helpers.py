@@ -42,6 +42,25 @@ def teacher_tree(root: Path, backbone: str = "mobilenet") -> Path:
     return path
 
 
+#: PicoDet-M shrunk for tests: ESNet at scale 0.25, 32-channel neck and head, one head conv.
+TINY_PICODET = (
+    "ESNet: {scale: 0.25}\nCSPPAN: {out_channels: 32}\n"
+    "PicoHead: {feat_in_chan: 32, conv_feat: {name: PicoFeat, feat_in: 32, feat_out: 32, num_convs: 1, "
+    "num_fpn_stride: 4, norm_type: bn, share_cls_reg: true}}\n"
+)
+
+
+def picodet_tree(root: Path) -> Path:
+    """root/configs/picodet/{_base_/picodet_esnet_m.yml, picodet_tiny.yml}: the model config path
+    (kslim's PicoDet-M config under a user's tree, made tiny by an including file)."""
+    base = root / "configs" / "picodet" / "_base_"
+    base.mkdir(parents=True, exist_ok=True)
+    shutil.copy(SHORTHANDS / "picodet_esnet_m.yml", base / "picodet_esnet_m.yml")
+    model = root / "configs" / "picodet" / "picodet_tiny.yml"
+    model.write_text("_BASE_: ['_base_/picodet_esnet_m.yml']\n" + TINY_PICODET)
+    return model
+
+
 def zoo_job(strategy: list[dict[str, Any]] | None, **model: Any) -> dict[str, Any]:
     """A tiny CompressionJob on a PaddleDetection config (paths relative to the job's folder)."""
     spec: dict[str, Any] = {

@@ -22,8 +22,16 @@ def build_job_file(req: JobRequest) -> dict[str, Any]:
         "apiVersion": API_VERSION,
         "kind": KIND,
         "metadata": {"name": req.name, "namespace": req.namespace},
-        "spec": resolved_spec(req.spec),
+        "spec": job_file_spec(req.spec),
     }
+
+
+def job_file_spec(spec: CompressionJobSpec) -> dict[str, Any]:
+    """The resolved spec without the container's environment: the runner gets that from the pod, and
+    values kept out of the ConfigMap cannot leak through it."""
+    data = resolved_spec(spec)
+    data.get("template", {}).pop("env", None)
+    return data
 
 
 def get_spec_hash(spec: CompressionJobSpec) -> str:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from kslim_api.v1alpha1 import EnvVar
+
 from kslim_operator import names, storage
 from kslim_operator.builders.scheduling import build_scheduling
 from kslim_operator.request import JobRequest
@@ -38,7 +40,16 @@ def get_env(req: JobRequest) -> list[dict[str, Any]]:
         {"name": "XDG_CACHE_HOME", "value": "/tmp/.cache"},
         {"name": "MPLCONFIGDIR", "value": "/tmp/matplotlib"},
     ]
-    return ours + [{"name": e.name, "value": e.value} for e in req.spec.template.env]
+    # The schema refuses user names the operator owns; dropping them here too keeps a spec that
+    # bypassed it (older CRD, edited storage) from replacing ours.
+    owned = {e["name"] for e in ours}
+    return ours + [user_env(e) for e in req.spec.template.env if e.name not in owned]
+
+
+def user_env(var: EnvVar) -> dict[str, Any]:
+    if var.value_from is None:
+        return {"name": var.name, "value": var.value}
+    return {"name": var.name, "valueFrom": var.value_from.model_dump(by_alias=True, exclude_none=True)}
 
 
 def get_resources(req: JobRequest, settings: Settings) -> dict[str, Any]:
@@ -104,7 +115,7 @@ def build_volumes(req: JobRequest) -> tuple[list[dict[str, Any]], list[dict[str,
     volumes += storage.build_claim_volumes(claims)
     mounts += storage.build_claim_mounts(claims)
     volumes += [dict(v) for v in req.spec.template.volumes]
-    mounts += [dict(m) for m in req.spec.template.volume_mounts]
+    mounts += [m.model_dump(by_alias=True, exclude_none=True) for m in req.spec.template.volume_mounts]
     return volumes, mounts
 
 

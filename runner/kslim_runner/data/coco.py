@@ -25,6 +25,10 @@ class CocoIndex:
     labels: list[np.ndarray]  # int32 [k], 0-based contiguous
     category_ids: list[int]  # contiguous label -> COCO category id
     category_names: list[str] = field(default_factory=list)
+    dropped_crowd: int = 0
+    """Crowd annotations (iscrowd): not trained on; pycocotools ignores them when scoring."""
+    dropped_small: int = 0
+    """Boxes 1 px or less wide or high: no object to learn."""
 
     def __len__(self) -> int:
         return len(self.files)
@@ -96,6 +100,7 @@ def load_coco(
         sizes.append((h, w))
     per_boxes: list[list[list[float]]] = [[] for _ in ids]
     per_labels: list[list[int]] = [[] for _ in ids]
+    dropped_crowd = dropped_small = 0
     for ann in doc["annotations"]:
         try:
             iid, cid = int(ann["image_id"]), int(ann["category_id"])
@@ -114,7 +119,11 @@ def load_coco(
             raise UserError(
                 f"annotation file {annotations}: annotation {ann.get('id')} names unknown image {iid}"
             )
-        if ann.get("iscrowd", 0) or bw <= 1 or bh <= 1:
+        if ann.get("iscrowd", 0):
+            dropped_crowd += 1
+            continue
+        if bw <= 1 or bh <= 1:
+            dropped_small += 1
             continue
         r = row_of[iid]
         per_boxes[r].append([x, y, x + bw, y + bh])
@@ -129,6 +138,8 @@ def load_coco(
         labels=[np.asarray(lb, dtype=np.int32) for lb in per_labels],
         category_ids=cat_ids,
         category_names=names,
+        dropped_crowd=dropped_crowd,
+        dropped_small=dropped_small,
     )
     if not ids:
         raise UserError(f"annotation file {annotations} lists no images", reason="EmptyDataset")

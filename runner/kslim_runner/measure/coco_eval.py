@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 from paddle import inference
 
+from kslim_runner.atomic import write_json
 from kslim_runner.data.coco import CocoIndex, read_image
 from kslim_runner.measure.predictor import (
     PredictorOptions,
@@ -278,10 +279,12 @@ def evaluate_model(
     score_threshold: float = 0.01,
     opts: PredictorOptions = PredictorOptions(),
     stage: str = "evaluate",
+    detections_out: Path | None = None,
 ) -> EvalResult:
     """AP of the exported model (and mask AP when it outputs masks). Throughput counts decoding,
     inference and pycocotools, not the one-time predictor creation and warm-up run
-    (`setupSeconds`)."""
+    (`setupSeconds`). With `detections_out`, the scored detections are also written there as a
+    COCO results JSON (the dataset's own category ids), so a user can check or re-score them."""
     t_setup = time.monotonic()
     predictor = create_predictor(model_files(model_dir), opts)
     pre = load_preprocess(model_dir)
@@ -302,6 +305,8 @@ def evaluate_model(
             predictor=predictor,
         )
     t1 = time.monotonic()
+    if detections_out is not None:
+        write_json(detections_out, dets, indent=None)
     stats = coco_stats(index.annotations, dets)
     segm = coco_stats(index.annotations, dets, iou_type="segm") if pre.mask else None
     seconds = time.monotonic() - t0

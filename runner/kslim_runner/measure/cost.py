@@ -1,6 +1,7 @@
 """Cost figures of an exported model: GFLOPs (conv + matmul multiply-adds per image, as
 PaddleDetection reports them; a model exported for any image size is measured on a square image at
-its input size), parameters, size on disk, int8 weight size when quantized."""
+its input size), parameters (quantization scales apart), the weights' bytes, int8 weight size when
+quantized."""
 
 from __future__ import annotations
 
@@ -17,6 +18,8 @@ from kslim_runner.measure.program import (
     model_files,
     open_image_size,
     param_count,
+    program_bytes,
+    quant_param_count,
     size_on_disk,
 )
 
@@ -30,10 +33,12 @@ def model_cost(model_dir: Path) -> dict:
         "gflops": None if g is None else round(g, 4),
         "params": param_count(program),
         "sizeBytes": size_on_disk(files),
+        "programBytes": program_bytes(files),
         "quantized": quantized,
     }
     if quantized:
         out["int8SizeBytes"] = int8_weight_bytes(program)
+        out["quantParams"] = quant_param_count(program)
     return out
 
 

@@ -1,17 +1,24 @@
-"""Latency of an exported detector with Paddle Inference: warm-up, then N timed runs."""
+"""Latency of exported detectors with Paddle Inference: warm-up, then timed runs in interleaved
+rounds (measure.interleave), so several models' figures and ratios come from the same moments."""
 
 from __future__ import annotations
 
-import time
+import os
+import uuid
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 
+from kslim_runner.measure.interleave import round_medians, timed_rounds
 from kslim_runner.measure.predictor import PredictorOptions, create_predictor, run_detector, spinning_threads
 from kslim_runner.measure.preprocess import load_preprocess
 from kslim_runner.measure.program import model_files
+
+#: Rounds a measurement is split into (fewer when there are fewer iterations): enough per-round
+#: ratios for a p10-p90 interval, rounds still short enough (~5 calls) to share the same load.
+TARGET_ROUNDS = 20
 
 
 @dataclass
@@ -24,6 +31,13 @@ class Latency:
     threads: int
     device: str
     precision: str
+    p10: float | None = None
+    rounds: list[float] | None = None
+    """Median ms of each interleaved round; rounds of models timed together pair up by index."""
+    session: str | None = None
+    """Which compare_latency call timed it: only rounds of the same session pair up."""
+    loadAverage: list[float] | None = None
+    """The machine's 1/5/15-minute load average when the timing started."""
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -54,7 +68,10 @@ def _inputs(
     )
 
 
-def _latency(times: list[float], opts: PredictorOptions, batch_size: int) -> Latency:
+def _latency(
+    rounds: list[list[float]], opts: PredictorOptions, batch_size: int, session: str, load: list[float]
+) -> Latency:
+    times = [t for r in rounds for t in r]
     p50, p90, mean = summarize(times)
     return Latency(
         p50=p50,
@@ -65,7 +82,18 @@ def _latency(times: list[float], opts: PredictorOptions, batch_size: int) -> Lat
         threads=opts.threads,
         device=opts.device,
         precision=opts.precision,
+        p10=round(float(np.percentile(times, 10)), 4),
+        rounds=round_medians(rounds),
+        session=session,
+        loadAverage=load,
     )
+
+
+def load_average() -> list[float]:
+    try:
+        return [round(v, 2) for v in os.getloadavg()]
+    except OSError:  # not on every platform
+        return []
 
 
 def measure_latency(
@@ -89,38 +117,20 @@ def compare_latency(
     batch_size: int = 1,
     warmup: int = 10,
     iterations: int = 100,
-    per_round: int = 10,
+    per_round: int | None = None,
     sample: np.ndarray | None = None,
 ) -> list[Latency]:
-    """Latency of several models (or precisions) timed side by side: rounds of `per_round` runs of
-    each in turn, so that a shared machine's load changes weigh on all of them alike and their
-    ratios hold even when the absolute figures drift."""
-    with spinning_threads():
-        times = _timed_rounds(models, batch_size, warmup, iterations, per_round, sample)
-    return [_latency(t, opts, batch_size) for t, (_, opts) in zip(times, models, strict=True)]
-
-
-def _timed_rounds(
-    models: Sequence[tuple[Path, PredictorOptions]],
-    batch_size: int,
-    warmup: int,
-    iterations: int,
-    per_round: int,
-    sample: np.ndarray | None,
-) -> list[list[float]]:
-    runs = []
+    """Latency of several models (or precisions) timed side by side in one process: after every
+    model's warm-up, rounds of `per_round` runs of each in turn (default: iterations split into
+    about TARGET_ROUNDS rounds), so a shared machine's load changes weigh on all of them alike and
+    per-round ratios hold even when the absolute figures drift."""
+    per_round = per_round or max(1, -(-iterations // TARGET_ROUNDS))
+    calls = []
     for model_dir, opts in models:
         predictor = create_predictor(model_files(model_dir), opts)
         inputs = _inputs(model_dir, batch_size, sample)
-        for _ in range(warmup):
-            run_detector(predictor, *inputs)
-        runs.append((predictor, inputs))
-    times: list[list[float]] = [[] for _ in runs]
-    while len(times[0]) < iterations:
-        n = min(per_round, iterations - len(times[0]))
-        for (predictor, inputs), acc in zip(runs, times, strict=True):
-            for _ in range(n):
-                t = time.perf_counter()
-                run_detector(predictor, *inputs)
-                acc.append((time.perf_counter() - t) * 1000)
-    return times
+        calls.append(lambda p=predictor, x=inputs: run_detector(p, *x))
+    session, load = uuid.uuid4().hex[:12], load_average()
+    with spinning_threads():
+        times = timed_rounds(calls, warmup=warmup, iterations=iterations, per_round=per_round)
+    return [_latency(t, opts, batch_size, session, load) for t, (_, opts) in zip(times, models, strict=True)]

@@ -13,6 +13,7 @@ import paddle
 from paddle import inference
 
 from kslim_runner.measure.program import ModelFiles
+from kslim_runner.quiet import c_output_filtered
 
 
 @dataclass(frozen=True)
@@ -84,7 +85,8 @@ def create_predictor(files: ModelFiles, opts: PredictorOptions) -> inference.Pre
         cfg.set_mkldnn_cache_capacity(10)
         if opts.precision == "int8":
             cfg.enable_mkldnn_int8()
-    return inference.create_predictor(cfg)
+    with c_output_filtered():  # oneDNN int8 passes print coloured bookkeeping from C++
+        return inference.create_predictor(cfg)
 
 
 def run_detector(

@@ -74,8 +74,42 @@ def weight_vars(program: paddle.static.Program) -> list:
     return [v for v in program.list_vars() if v.persistable and v.name not in ("feed", "fetch") and v.shape]
 
 
+#: Ops whose extra persistable inputs/outputs (scales, zero points, moving-average state) are
+#: quantization bookkeeping, not model parameters.
+SCALE_OPS = QUANT_OPS | {"moving_average_abs_max_scale"}
+
+
+def quant_param_names(program: paddle.static.Program) -> set[str]:
+    """Persistable variables a quantization op reads or writes besides the tensor it quantizes
+    (slot X in, Y / Out out): scales, zero points and their moving-average state."""
+    names: set[str] = set()
+    for op in program.global_block().ops:
+        if op.type not in SCALE_OPS:
+            continue
+        for slot in op.input_names:
+            if slot != "X":
+                names.update(op.input(slot))
+        for slot in op.output_names:
+            if slot not in ("Y", "Out"):
+                names.update(op.output(slot))
+    return names
+
+
+def _elements(vars_: list) -> int:
+    return int(sum(int(np.prod(v.shape)) for v in vars_ if all(d > 0 for d in v.shape)))
+
+
 def param_count(program: paddle.static.Program) -> int:
-    return int(sum(int(np.prod(v.shape)) for v in weight_vars(program) if all(d > 0 for d in v.shape)))
+    """Model parameters; a quantized model's scales and zero points are not counted (they are
+    quant_param_count), so a quantized model has as many parameters as its float source."""
+    scales = quant_param_names(program)
+    return _elements([v for v in weight_vars(program) if v.name not in scales])
+
+
+def quant_param_count(program: paddle.static.Program) -> int:
+    """Elements of the quantization scales, zero points and state the program stores."""
+    scales = quant_param_names(program)
+    return _elements([v for v in weight_vars(program) if v.name in scales])
 
 
 def is_quantized(program: paddle.static.Program) -> bool:
@@ -103,8 +137,43 @@ def conv_gmacs(program: paddle.static.Program, image_hw: tuple[int, int] | None 
 
     if image_hw is not None:
         program = _with_image_size(program, image_hw)
-    value = flops(program, only_conv=True)
+    value = (
+        _macs_with_vector_matmuls(program) if _has_vector_matmul(program) else flops(program, only_conv=True)
+    )
     return None if value <= 0 else float(value) / 1e9
+
+
+MATMUL_OPS = ("mul", "matmul", "matmul_v2")
+
+
+def _has_vector_matmul(program: paddle.static.Program) -> bool:
+    """A matmul by a vector (GFL's edge-distribution integral): PaddleSlim's counter indexes the
+    vector's second dimension and fails on it."""
+    block = program.global_block()
+    return any(
+        op.type in MATMUL_OPS and len(block._var_recursive(op.input("Y")[0]).shape) < 2 for op in block.ops
+    )
+
+
+def _macs_with_vector_matmuls(program: paddle.static.Program) -> float:
+    """PaddleSlim's count (convs: output positions x filters x kernel inputs, plus the bias; matmuls:
+    x[0] x x[1] x y[1]), with a matmul by a vector counted as one multiply-add per element of x."""
+    block = program.global_block()
+
+    def shape(name: str) -> list[int]:
+        return [max(1, int(d)) for d in block._var_recursive(name).shape]
+
+    total = 0.0
+    for op in block.ops:
+        if op.type in ("conv2d", "depthwise_conv2d"):
+            c_out, c_in, k_h, k_w = shape(op.input("Filter")[0])
+            _, _, h_out, w_out = shape(op.output("Output")[0])
+            bias = 1 if op.input_names and "Bias" in op.input_names and op.input("Bias") else 0
+            total += h_out * w_out * c_out * (k_h * k_w * c_in + bias)
+        elif op.type in MATMUL_OPS:
+            x, y = shape(op.input("X")[0]), shape(op.input("Y")[0])
+            total += float(np.prod(x)) if len(y) < 2 else x[0] * x[1] * y[1]
+    return total
 
 
 def open_image_size(program: paddle.static.Program) -> bool:
@@ -136,4 +205,12 @@ def _with_image_size(program: paddle.static.Program, image_hw: tuple[int, int]) 
 
 
 def size_on_disk(files: ModelFiles) -> int:
-    return files.model.stat().st_size + files.params.stat().st_size
+    """The weights file's bytes (the seed's "model volume"). The .pdmodel is left out: it names
+    temporaries from a per-process counter (`tmp_12` vs `tmp_1012`), so the same weights exported
+    in another process, or after other models were built, differ in it by kilobytes; its size is
+    program_bytes."""
+    return files.params.stat().st_size
+
+
+def program_bytes(files: ModelFiles) -> int:
+    return files.model.stat().st_size

@@ -4,6 +4,7 @@ feed_list (static variables named like the model's inputs) and return_list=False
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -50,10 +51,19 @@ def check_calibration_size(images: int | None, batch_num: int, batch_size: int) 
 class CalibrationDataset(paddle.io.Dataset):
     """The first n images of a seeded shuffle of the split, as (input, ...) in feed order."""
 
-    def __init__(self, index: CocoIndex, pre: Preprocess, names: list[str], n: int, seed: int) -> None:
+    def __init__(
+        self,
+        index: CocoIndex,
+        pre: Preprocess,
+        names: list[str],
+        n: int,
+        seed: int,
+        on_item: Callable[[], None] | None = None,
+    ) -> None:
         super().__init__()
         self.index, self.pre, self.names = index, pre, names
         self.rows = np.random.default_rng(seed).permutation(len(index))[:n].tolist()
+        self.on_item = on_item  # progress: the loader runs in this process (num_workers=0)
 
     def __len__(self) -> int:
         return len(self.rows)
@@ -61,6 +71,8 @@ class CalibrationDataset(paddle.io.Dataset):
     def __getitem__(self, i: int) -> tuple[np.ndarray, ...]:
         image, im_shape, scale = self.pre(read_image(self.index.files[self.rows[i]]))
         values = {"image": image, "im_shape": im_shape, "scale_factor": scale}
+        if self.on_item is not None:
+            self.on_item()
         return tuple(values[n] for n in self.names)
 
 
@@ -71,12 +83,13 @@ def calibration_loader(
     batch_size: int,
     batch_num: int,
     seed: int,
+    on_item: Callable[[], None] | None = None,
 ) -> Any:
     """A DataLoader over batch_num batches feeding `feeds` (from feed_vars); static mode must be on."""
     check_calibration_size(len(index), batch_num, batch_size)
     with paddle.static.program_guard(paddle.static.Program(), paddle.static.Program()):
         variables = [paddle.static.data(name, [-1, *shape[1:]], dtype) for name, shape, dtype in feeds]
-    dataset = CalibrationDataset(index, pre, [n for n, _, _ in feeds], batch_num * batch_size, seed)
+    dataset = CalibrationDataset(index, pre, [n for n, _, _ in feeds], batch_num * batch_size, seed, on_item)
     return paddle.io.DataLoader(
         dataset,
         feed_list=variables,

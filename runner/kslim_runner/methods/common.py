@@ -21,7 +21,7 @@ from kslim_runner.models.base import Detector
 from kslim_runner.pipeline.context import RunContext
 from kslim_runner.pipeline.models import ModelConfig, export_model, job_model_config, load_row_model
 from kslim_runner.pipeline.state import Row
-from kslim_runner.train.config import TrainConfig, iterations_for, train_config_from_spec
+from kslim_runner.train.config import TrainConfig, step_train_config
 from kslim_runner.train.distributed import WorkerTask
 from kslim_runner.train.loop import LossFn, TrainResult, default_loss, train_detector
 
@@ -69,16 +69,8 @@ def train_images(ctx: RunContext) -> int | None:
 
 
 def fine_tune_config(ctx: RunContext, fine_tune: Any) -> TrainConfig:
-    """spec.train, overridden by the step's fineTune (epochs or iterations, learning rate)."""
-    n = len(ctx.index("train"))
-    base = train_config_from_spec(ctx.spec.train, n)
-    iters = base.iterations
-    if fine_tune.epochs is not None or fine_tune.iterations is not None:
-        iters = iterations_for(fine_tune.epochs, fine_tune.iterations, n, base.batch_size)
-    lr = base.learning_rate if fine_tune.learning_rate is None else float(fine_tune.learning_rate)
-    return base.with_overrides(
-        iterations=iters, learning_rate=lr, warmup_iterations=min(base.warmup_iterations, iters // 4)
-    )
+    """spec.train, overridden by the step's fineTune (every field it sets)."""
+    return step_train_config(ctx.spec.train, fine_tune, len(ctx.index("train")))
 
 
 def fine_tune(
@@ -123,11 +115,12 @@ def match_names(pattern: str, names: Iterable[tuple[str, str]]) -> list[str]:
 @contextlib.contextmanager
 def quiet_paddleslim(level: int = logging.ERROR) -> Iterator[None]:
     """PaddleSlim's loggers (one per module, each at INFO) print its graph analysis and every pruned
-    variable to stderr; inside this block only errors get through."""
+    variable to stderr, and paddle.static's (quantization, io: which PaddleSlim's PTQ drives) its
+    stages and a deprecation per model load; inside this block only errors get through."""
     loggers = [
         logging.getLogger(name)
         for name in list(logging.root.manager.loggerDict)
-        if name.startswith("paddleslim")
+        if name.startswith(("paddleslim", "paddle.static"))
     ]
     before = [lg.level for lg in loggers]
     for lg in loggers:

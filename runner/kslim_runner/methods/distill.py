@@ -2,14 +2,18 @@
 on its detection loss plus a teacher term (DistillYOLOv3Loss on head outputs, a feature-map loss on
 the neck, or both). The student keeps its structure; only its weights change. A built-in student
 learns from a built-in teacher; a PaddleDetection student (model.config, YOLOv3 family) from a
-PaddleDetection teacher config (methods/distill_zoo.py)."""
+PaddleDetection teacher config (methods/distill_zoo.py); and with loss ppyoloe, cwd, fgd or ld a
+PaddleDetection pair through PaddleDetection's own distillation classes (methods/distill_ppdet.py)."""
 
 from __future__ import annotations
 
-from kslim_api.v1alpha1 import DistillStep
+from typing import Any
+
+from kslim_api.v1alpha1 import PPDET_DISTILL_LOSSES, DistillStep
 
 from kslim_runner.methods.common import fine_tune, fine_tune_config, save_weights, source_detector, step_key
 from kslim_runner.methods.distill_loss import DistillLoss, DistillStudent
+from kslim_runner.methods.distill_ppdet import KindLoss, PairedStudent
 from kslim_runner.methods.distill_zoo import ZooDistillStudent, neck_channels
 from kslim_runner.methods.teacher import check_teacher, prepare_teacher
 from kslim_runner.pipeline.context import RunContext
@@ -23,7 +27,31 @@ def distill_label(cfg: DistillStep) -> str:
 
 
 def check_distill(ctx: RunContext, cfg: DistillStep) -> None:
-    check_teacher(ctx, cfg.teacher)
+    check_teacher(ctx, cfg.teacher, cfg)
+
+
+def loss_note(cfg: DistillStep) -> str:
+    """The loss and its settings as the report lists them."""
+    settings = cfg.loss_settings()
+    if settings is not None:
+        fields = ", ".join(f"{k} {v}" for k, v in settings.model_dump(by_alias=True).items() if v is not None)
+        return f"distillation loss {cfg.loss} (PaddleDetection's implementation): {fields}"
+    if cfg.loss == "ld":
+        return "distillation loss ld (PaddleDetection's LDGFLHead terms, weighted in the student's config)"
+    return f"distillation loss {cfg.loss}, weight {cfg.yolov3_weight}"
+
+
+def _wrap(cfg: DistillStep, student: Any, teacher: Any) -> tuple[Any, Any]:
+    """(the layer the loop trains, its loss) for the step's loss."""
+    if cfg.loss in PPDET_DISTILL_LOSSES:
+        return PairedStudent(student, teacher, cfg.loss, cfg.loss_settings()), KindLoss()
+    feature = "feature" in cfg.loss
+    wrapper: DistillStudent | ZooDistillStudent
+    if is_zoo(student):
+        wrapper = ZooDistillStudent(student, neck_channels(teacher) if feature else None)
+    else:
+        wrapper = DistillStudent(student, teacher.neck.out_channels if feature else None)
+    return wrapper, DistillLoss(teacher, cfg.loss, float(cfg.yolov3_weight))
 
 
 def run_distill(ctx: RunContext, cfg: DistillStep, source: Row) -> Row:
@@ -31,17 +59,11 @@ def run_distill(ctx: RunContext, cfg: DistillStep, source: Row) -> Row:
     work = ctx.stage_dir(key)
     teacher, notes = prepare_teacher(ctx, cfg.teacher, work)
     student = source_detector(ctx, source, "distill")
-    feature = "feature" in cfg.loss
-    wrapper: DistillStudent | ZooDistillStudent
-    if is_zoo(student):
-        wrapper = ZooDistillStudent(student, neck_channels(teacher) if feature else None)
-    else:
-        wrapper = DistillStudent(student, teacher.neck.out_channels if feature else None)
-    loss_fn = DistillLoss(teacher, cfg.loss, float(cfg.weight))
+    wrapper, loss_fn = _wrap(cfg, student, teacher)
     result = fine_tune(ctx, wrapper, fine_tune_config(ctx, cfg.fine_tune), work, "distill", loss_fn)
     weights = work / "model.pdparams"
     save_weights(student, weights)
-    notes.append(f"distillation loss {cfg.loss}, weight {cfg.weight}")
+    notes.append(loss_note(cfg))
     return Row(
         key,
         "distill",

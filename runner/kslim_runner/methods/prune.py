@@ -29,6 +29,7 @@ from kslim_runner.methods.prune_plan import (
     shapes_of,
 )
 from kslim_runner.methods.prune_search import (
+    MAX_PROBES,
     check_reachable,
     conv_flops,
     loss_proxy,
@@ -85,7 +86,7 @@ def plan_ratios(
         check_reachable(pruner, det, chosen, target, size)
         return selection
     if not cfg.sensitivity:
-        return Selection(search_ratios(pruner, det, chosen, target, size)[0], selection.skipped)
+        return Selection(search_ratios_reporting(pruner, det, chosen, target, size), selection.skipped)
     tcfg = ctx.spec.train
     loader = batch_source(det, ctx.index("train"), None).loader(
         batch_size=tcfg.batch_size,
@@ -108,7 +109,29 @@ def plan_ratios(
 
     factors = sensitivity_factors(pruner, chosen, score, work / "sensitivity.pkl")
     progress.close()
-    return Selection(search_ratios(pruner, det, chosen, target, size, factors)[0], selection.skipped)
+    return Selection(search_ratios_reporting(pruner, det, chosen, target, size, factors), selection.skipped)
+
+
+def search_ratios_reporting(
+    pruner: Any,
+    det: Detector,
+    convs: list[Prunable],
+    target: float,
+    size: int,
+    factors: dict[str, float] | None = None,
+) -> dict[str, float]:
+    """search_ratios with a progress line per probe (the search may take minutes) and its result."""
+    print(
+        f"kslim: prune: searching ratios of {len(convs)} convs for -{target:.1%} conv FLOPs "
+        f"(at most {1 + MAX_PROBES} probes)",
+        flush=True,
+    )
+    progress = Progress("prune", 1 + MAX_PROBES)
+    ratios, share = search_ratios(pruner, det, convs, target, size, factors, on_probe=progress.update)
+    progress.update(progress.total, force=True)
+    progress.close()
+    print(f"kslim: prune: ratios found remove {share:.1%} of conv FLOPs", flush=True)
+    return ratios
 
 
 def check_prune(ctx: RunContext, cfg: PruneStep) -> None:

@@ -90,15 +90,20 @@ def search_ratios(
     target: float,
     size: int,
     factors: dict[str, float] | None = None,
+    on_probe: Callable[[int], None] | None = None,
 ) -> tuple[dict[str, float], float]:
     """(ratios, FLOPs share removed) for the scale r closest to `target`, each conv pruned by
-    r x its factor (all 1: a uniform ratio)."""
+    r x its factor (all 1: a uniform ratio). `on_probe(n)` after each of the at most
+    1 + MAX_PROBES probes (each a real prune, trace and restore: seconds to minutes on big models)."""
     factors = factors or {}
+    report = on_probe or (lambda n: None)
     hi, share_hi, base = check_reachable(pruner, det, convs, target, size, factors)
+    report(1)
     lo, best = 0.0, (hi, share_hi)
-    for _ in range(MAX_PROBES):
+    for probe in range(MAX_PROBES):
         mid = (lo + hi) / 2
         share = flops_share(pruner, det, _ratios(convs, mid, factors), size, base)
+        report(probe + 2)
         if abs(share - target) < abs(best[1] - target):
             best = (mid, share)
         if abs(share - target) <= TOLERANCE:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 
 import paddle
@@ -16,7 +17,7 @@ from paddleslim.quant import quant_post_static
 from kslim_runner.measure.preprocess import load_preprocess
 from kslim_runner.measure.program import model_files
 from kslim_runner.methods.calibration import calibration_loader, check_calibration_size, feed_vars
-from kslim_runner.methods.common import ensure_exported, step_key, train_images
+from kslim_runner.methods.common import ensure_exported, quiet_paddleslim, step_key, train_images
 from kslim_runner.methods.quant_check import require_quantizable, require_quantized
 from kslim_runner.pipeline.context import RunContext
 from kslim_runner.pipeline.methods import MethodDescriptor, register_method
@@ -39,7 +40,29 @@ def check_ptq(ctx: RunContext, cfg: PTQStep) -> None:
         load_preprocess(folder)
 
 
-def calibrate(ctx: RunContext, cfg: PTQStep, src: Path, out: Path) -> None:
+#: Passes PaddleSlim's quant_post_static makes over the calibration data: KL and hist first
+#: collect each activation's range, then sample histograms; the others sample once.
+CALIBRATION_PASSES = {"KL": 2, "hist": 2}
+
+
+def calibration_progress(cfg: PTQStep) -> tuple[Progress, Callable[[], None]]:
+    """A progress for the calibration batches (+1 step: writing the model), and the per-image hook
+    that advances it once per batch."""
+    total = CALIBRATION_PASSES.get(cfg.algo, 1) * cfg.batch_num
+    progress = Progress("ptq", total + 1)
+    seen = [0]
+
+    def on_item() -> None:
+        seen[0] += 1
+        if seen[0] % cfg.batch_size == 0:
+            progress.update(min(seen[0] // cfg.batch_size, total))
+
+    return progress, on_item
+
+
+def calibrate(
+    ctx: RunContext, cfg: PTQStep, src: Path, out: Path, on_item: Callable[[], None] | None = None
+) -> None:
     """quant_post_static from src into out (a fresh folder), in static mode and its own scope."""
     files = model_files(src)
     place = paddle.CUDAPlace(0) if ctx.device.device == "gpu" else paddle.CPUPlace()
@@ -49,23 +72,24 @@ def calibrate(ctx: RunContext, cfg: PTQStep, src: Path, out: Path) -> None:
     try:
         with paddle.static.scope_guard(scope):
             loader = calibration_loader(
-                feeds, pre, ctx.index("train"), cfg.batch_size, cfg.batch_num, ctx.spec.train.seed
+                feeds, pre, ctx.index("train"), cfg.batch_size, cfg.batch_num, ctx.spec.train.seed, on_item
             )
-            quant_post_static(
-                executor=paddle.static.Executor(place),
-                model_dir=str(files.dir),
-                quantize_model_path=str(out),
-                data_loader=loader,
-                model_filename=files.model.name,
-                params_filename=files.params.name,
-                batch_size=cfg.batch_size,
-                batch_nums=cfg.batch_num,
-                scope=scope,
-                algo=cfg.algo,
-                hist_percent=float(cfg.hist_percent),
-                weight_quantize_type=cfg.weight_quantize_type,
-                onnx_format=True,
-            )
+            with quiet_paddleslim():
+                quant_post_static(
+                    executor=paddle.static.Executor(place),
+                    model_dir=str(files.dir),
+                    quantize_model_path=str(out),
+                    data_loader=loader,
+                    model_filename=files.model.name,
+                    params_filename=files.params.name,
+                    batch_size=cfg.batch_size,
+                    batch_nums=cfg.batch_num,
+                    scope=scope,
+                    algo=cfg.algo,
+                    hist_percent=float(cfg.hist_percent),
+                    weight_quantize_type=cfg.weight_quantize_type,
+                    onnx_format=True,
+                )
     finally:
         paddle.disable_static()
     for cfg_file in files.dir.glob("*.yml"):  # infer_cfg.yml: how to preprocess, the labels
@@ -79,11 +103,16 @@ def run_ptq(ctx: RunContext, cfg: PTQStep, source: Row) -> Row:
     out = ctx.out / "models" / key
     tmp = out.with_name(out.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
-    progress = Progress("ptq", 1)
-    calibrate(ctx, cfg, src, tmp)
+    print(
+        f"kslim: ptq: calibrating on {cfg.batch_num * cfg.batch_size} train images ({cfg.algo}, "
+        f"{CALIBRATION_PASSES.get(cfg.algo, 1)} pass(es) of {cfg.batch_num} batches)",
+        flush=True,
+    )
+    progress, on_item = calibration_progress(cfg)
+    calibrate(ctx, cfg, src, tmp, on_item)
     shutil.rmtree(out, ignore_errors=True)
     os.replace(tmp, out)
-    progress.update(1)
+    progress.update(progress.total)
     progress.close()
     summary = require_quantized(out, "ptq")
     images = cfg.batch_num * cfg.batch_size

@@ -1,15 +1,19 @@
 """The distillation teacher, with the student's classes and input size: a built-in detector for a
-built-in student, a PaddleDetection config (YOLOv3 family) for a PaddleDetection student. From given
+built-in student, a PaddleDetection config for a PaddleDetection student (the YOLOv3 family, or the
+architectures a PaddleDetection distillation kind takes: methods/distill_kinds.py). From given
 weights (checked up front: readable, same classes, matching the architecture or config) or trained
 first in the same job on the train split with spec.train's budget (resumable; kept once trained)."""
 
 from __future__ import annotations
 
+import functools
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import paddle
+from kslim_api.v1alpha1 import PPDET_DISTILL_LOSSES
 
 from kslim_runner.errors import UserError
 from kslim_runner.measure.dygraph_eval import evaluate_dygraph
@@ -17,7 +21,7 @@ from kslim_runner.methods.common import model_config, save_weights
 from kslim_runner.models.base import Detector, DetectorConfig
 from kslim_runner.models.yolov3 import ANCHOR_MASKS
 from kslim_runner.pipeline.context import RunContext
-from kslim_runner.pipeline.models import ModelConfig, build_model, is_zoo, load_weights
+from kslim_runner.pipeline.models import ModelConfig, build_model, is_zoo, load_weights, teacher_overrides
 from kslim_runner.train.config import train_config_from_spec
 from kslim_runner.train.loop import train_detector
 from kslim_runner.zoo.config import ZooSource, download_fields
@@ -29,7 +33,8 @@ def teacher_config(ctx: RunContext, teacher: Any) -> ModelConfig:
     m = ctx.spec.model
     if teacher.config is not None:
         path = Path(ctx.resolve(teacher.config.uri, "distill.teacher.config")).resolve()
-        return ZooSource(str(path), path.stem, m.num_classes, m.input_size)
+        overrides = teacher_overrides(ctx.spec)
+        return ZooSource(str(path), path.stem, m.num_classes, m.input_size, overrides=overrides)
     return DetectorConfig(teacher.architecture.value, m.num_classes, m.input_size, float(teacher.width))
 
 
@@ -52,10 +57,17 @@ def check_pairing(ctx: RunContext, teacher: Any) -> None:
         )
 
 
-def check_zoo_teacher(ctx: RunContext, teacher: Any) -> None:
-    """The teacher config builds, pairs with the student (YOLOv3 heads whose outputs line up), and
-    its weights, when given, load into it (else the first bad key is named)."""
+def check_zoo_teacher(ctx: RunContext, teacher: Any, step: Any = None) -> None:
+    """The teacher config builds, pairs with the student (for the step's loss: YOLOv3 heads whose
+    outputs line up, or the architectures a PaddleDetection kind takes), and its weights, when
+    given, load into it (else the first bad key is named)."""
     from kslim_runner.methods.distill_zoo import check_pair
+
+    pair: Callable[[Any, Any, str, str], None] = check_pair
+    if step is not None and step.loss in PPDET_DISTILL_LOSSES:
+        from kslim_runner.methods.distill_kinds import check_kind_pair
+
+        pair = functools.partial(check_kind_pair, step.loss, step.loss_settings())
 
     source = teacher_config(ctx, teacher)
     assert isinstance(source, ZooSource)
@@ -63,7 +75,7 @@ def check_zoo_teacher(ctx: RunContext, teacher: Any) -> None:
     student = build_model(student_source)
     paddle.seed(ctx.spec.train.seed)
     model = build_model(source)
-    check_pair(student, model, student_source.architecture, source.architecture)
+    pair(student, model, student_source.architecture, source.architecture)
     urls = download_fields(Path(source.config))
     if urls and teacher.weights is None:
         key, url = next(iter(urls.items()))
@@ -89,11 +101,11 @@ def weights_classes(state: dict[str, Any]) -> int | None:
     return int(head.shape[0]) // len(ANCHOR_MASKS[0]) - 5
 
 
-def check_teacher(ctx: RunContext, teacher: Any) -> None:
+def check_teacher(ctx: RunContext, teacher: Any, step: Any = None) -> None:
     """Given teacher weights must exist, predict the student's classes and fit the architecture."""
     check_pairing(ctx, teacher)
     if teacher.config is not None:
-        check_zoo_teacher(ctx, teacher)
+        check_zoo_teacher(ctx, teacher, step)
         return
     if teacher.weights is None:
         return

@@ -15,6 +15,14 @@ from kslim_runner.pipeline.models import can_restore, load_row_model, source_kin
 from kslim_runner.pipeline.stage import Stage
 from kslim_runner.progress import Progress
 
+#: Each row's scored detections (COCO results format), in its stage folder stages/<row>/.
+DETECTIONS_FILE = "detections.json"
+
+
+def detections_path(row_name: str) -> str:
+    """Where a row's detections are, relative to the output folder."""
+    return f"stages/{row_name}/{DETECTIONS_FILE}"
+
 
 def eval_precision(quantized: bool, device: str) -> str:
     """A quantized model is evaluated as it runs: int8 (oneDNN) on CPU; GPU evaluation stays fp32
@@ -46,6 +54,7 @@ class EvaluateStage(Stage):
                     batch_size=spec.evaluation.batch_size,
                     score_threshold=threshold,
                     opts=opts,
+                    detections_out=ctx.path(detections_path(row.name)),
                 ).to_dict()
                 row.eval["precision"] = opts.precision
                 # PaddleDetection models: only the export is measured (no rebuild to cross-check)

@@ -15,6 +15,7 @@ class ExportStage(Stage):
 
     def run(self, ctx: RunContext) -> dict[str, Any]:
         progress = Progress(self.stage, len(ctx.rows))
+        progress.emit()  # 0%: a large model's export takes a while before its row is done
         exported = []
         for i, row in enumerate(list(ctx.rows)):
             if row.export_dir is None:

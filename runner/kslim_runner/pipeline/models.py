@@ -23,7 +23,13 @@ def job_model_config(spec: Any, resolve: Callable[[str, str], Path]) -> ModelCon
     m = spec.model
     if m.config is not None:
         path = resolve(m.config.uri, "model.config")
-        return ZooSource(str(Path(path).resolve()), Path(path).stem, m.num_classes, m.input_size)
+        return ZooSource(
+            str(Path(path).resolve()),
+            Path(path).stem,
+            m.num_classes,
+            m.input_size,
+            overrides=_overrides(spec),
+        )
     if m.architecture is None:
         raise UserError(
             "this step needs model.architecture or model.config (a model to train); an inferenceModel "
@@ -31,6 +37,20 @@ def job_model_config(spec: Any, resolve: Callable[[str, str], Path]) -> ModelCon
             reason="InvalidSpec",
         )
     return DetectorConfig(m.architecture.value, m.num_classes, m.input_size, float(m.width))
+
+
+def _overrides(spec: Any, target: str = "model") -> dict[str, Any] | None:
+    """The module sections a spec.slimConfig merges over the `target` config ("model"/"teacher")."""
+    if getattr(spec, "slim_config", None) is None:
+        return None
+    conv = spec.slim_conversion()
+    return (conv.model_overrides or None) if conv.override_target == target else None
+
+
+def teacher_overrides(spec: Any) -> dict[str, Any] | None:
+    """A Distill slimConfig's module sections: PaddleDetection builds the teacher from the slim
+    config (its `_BASE_` plus these), so they are the teacher's."""
+    return _overrides(spec, "teacher")
 
 
 def row_model(config: ModelConfig, weights: str | None = None) -> dict[str, Any]:

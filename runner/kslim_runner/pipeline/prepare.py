@@ -114,6 +114,20 @@ def check_zoo_config(ctx: RunContext, weights: Path | None, annotations: Sequenc
     return notes
 
 
+def data_summary(index: CocoIndex) -> str:
+    """'24 images, 80 boxes (3 crowd boxes and 1 box of 1 px or less not used)'."""
+    dropped = [
+        f"{n} {what}"
+        for n, what in (
+            (index.dropped_crowd, "crowd box" + "es" * (index.dropped_crowd != 1)),
+            (index.dropped_small, "box" + "es" * (index.dropped_small != 1) + " of 1 px or less"),
+        )
+        if n
+    ]
+    tail = f" ({' and '.join(dropped)} not used)" if dropped else ""
+    return f"{len(index)} images, {index.num_annotations} boxes{tail}"
+
+
 class PrepareStage(Stage):
     key = stage = "prepare"
 
@@ -138,7 +152,10 @@ class PrepareStage(Stage):
                 "annotations": ctx.rel(ann),
                 "count": len(index),
                 "boxes": index.num_annotations,
+                "droppedCrowd": index.dropped_crowd,
+                "droppedSmall": index.dropped_small,
             }
+            print(f"kslim: data {split}: {data_summary(index)}", flush=True)
         if "train" in indexes:
             _check_same_categories(indexes["train"], indexes["val"])
         progress.update(2)

@@ -11,7 +11,9 @@ import yaml
 
 from kslim_runner.atomic import write_json, write_text, write_with
 from kslim_runner.pipeline.context import RunContext
+from kslim_runner.pipeline.evaluate import detections_path
 from kslim_runner.pipeline.stage import Stage
+from kslim_runner.pipeline.state import STATE_FILE, Row
 from kslim_runner.report import markdown, pareto
 from kslim_runner.report.build import (
     ARCH_NAMES,
@@ -73,23 +75,55 @@ def build_report(ctx: RunContext) -> dict[str, Any]:
             "warmup": b.warmup,
             "iterations": b.iterations,
             "tensorrt": b.tensorrt,
+            # 1/5/15-minute load when the side-by-side timing started: context for its spread
+            "loadAverage": next(
+                (v["loadAverage"] for v in base.latency.values() if v.get("loadAverage")), None
+            ),
         },
         "seed": spec.train.seed,
         "datasetHash": prep["datasetHash"],
-        "dataset": {k: {"images": v["count"], "boxes": v["boxes"]} for k, v in prep["data"].items()},
-        "environment": environment(),
-        "artifacts": {
-            "model": ctx.artifact_uri(ctx.path(result.export_dir or "")),
-            "report": ctx.artifact_uri(ctx.out / REPORT_JSON),
-            "reportMarkdown": ctx.artifact_uri(ctx.out / REPORT_MD),
-            "pareto": ctx.artifact_uri(ctx.out / PARETO_PNG),
+        "dataset": {
+            k: {"images": v["count"], "boxes": v["boxes"]}
+            | {d: v[d] for d in ("droppedCrowd", "droppedSmall") if d in v}
+            for k, v in prep["data"].items()
         },
+        "environment": environment(),
+        "artifacts": artifacts(ctx),
     }
 
 
+def row_files(ctx: RunContext, row: Row) -> dict[str, str]:
+    """A row's files a user may want, by kind: its inference model, its weights (.pdparams: what
+    model.weights takes to start another job from it) and its detections; only those that exist."""
+    files = {
+        "model": ctx.path(row.export_dir) if row.export_dir else None,
+        "weights": ctx.path(row.model["weights"]) if row.model.get("weights") else None,
+        "detections": ctx.path(detections_path(row.name)),
+    }
+    return {k: ctx.artifact_uri(p) for k, p in files.items() if p is not None and p.exists()}
+
+
+def artifacts(ctx: RunContext) -> dict[str, str]:
+    """Every file a user may want: the result's model, weights and detections under plain keys, the
+    report files, then every row's under `<row>/<kind>` (`baseline/weights`, ...)."""
+    out = row_files(ctx, ctx.rows[-1])
+    out |= {
+        "report": ctx.artifact_uri(ctx.out / REPORT_JSON),
+        "reportMarkdown": ctx.artifact_uri(ctx.out / REPORT_MD),
+        "pareto": ctx.artifact_uri(ctx.out / PARETO_PNG),
+        "state": ctx.artifact_uri(ctx.out / STATE_FILE),
+    }
+    for row in ctx.rows:
+        out |= {f"{row.name}/{k}": v for k, v in row_files(ctx, row).items()}
+    return out
+
+
 def headline(report: dict[str, Any]) -> dict[str, Any]:
-    """The termination message's body (docs/contracts.md), without outcome/reason/message."""
-    return {k: report[k] for k in ("baseline", "result", "delta", "qualityGate", "artifacts")}
+    """The termination message's body (docs/contracts.md), without outcome/reason/message. Its
+    artifacts are the top-level ones (the per-row ones are in report.json): the message has 4 KiB."""
+    out = {k: report[k] for k in ("baseline", "result", "delta", "qualityGate")}
+    out["artifacts"] = {k: v for k, v in report["artifacts"].items() if "/" not in k}
+    return out
 
 
 class ReportStage(Stage):

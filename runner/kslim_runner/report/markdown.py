@@ -56,6 +56,31 @@ def table(report: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def speedup_lines(report: dict[str, Any]) -> list[str]:
+    """Each result's speed-up with its interval, and the load the timing ran under."""
+    out = []
+    for r in report["rows"][1:]:
+        d = r.get("delta") or {}
+        if d.get("speedup") is None:
+            continue
+        if d.get("speedupLow") is not None:
+            out.append(
+                f"- {r['label']}: speed-up {d['speedup']:.2f}x, p10-p90 {d['speedupLow']:.2f}-"
+                f"{d['speedupHigh']:.2f}x over {d['speedupRounds']} interleaved rounds"
+            )
+        else:
+            out.append(f"- {r['label']}: speed-up {d['speedup']:.2f}x (ratio of p50s)")
+    load = (report.get("benchmark") or {}).get("loadAverage")
+    cpus = (report.get("environment") or {}).get("cpuCount")
+    out.append(
+        "- every model was timed in one process in interleaved rounds (after its warm-up); speed-up = "
+        "median of the per-round ratios to the baseline; load average (1/5/15 min) at the start: "
+        + ("/".join(f"{v:.2f}" for v in load) if load else "unknown")
+        + (f" on {cpus} CPUs" if cpus else "")
+    )
+    return out
+
+
 def render(report: dict[str, Any]) -> str:
     out = [f"# kslim report: {report['job']}", "", table(report), ""]
     gate = report.get("qualityGate")
@@ -80,15 +105,17 @@ def render(report: dict[str, Any]) -> str:
         "",
         "## Latency",
         "",
-        "| row | precision | p50 ms | p90 ms | mean ms | runs | batch | threads | device |",
-        "| :-- | :-- | --: | --: | --: | --: | --: | --: | :-- |",
+        "| row | precision | p10 ms | p50 ms | p90 ms | mean ms | runs | batch | threads | device |",
+        "| :-- | :-- | --: | --: | --: | --: | --: | --: | --: | :-- |",
     ]
     for r in report["rows"]:
         for prec, lat in (r.get("latency") or {}).items():
             out.append(
-                f"| {r['label']} | {prec} | {lat['p50']:.3f} | {lat['p90']:.3f} | {lat['mean']:.3f} "
-                f"| {lat['runs']} | {lat['batchSize']} | {lat['threads']} | {lat['device']} |"
+                f"| {r['label']} | {prec} | {_num(lat.get('p10'), 3)} | {lat['p50']:.3f} "
+                f"| {lat['p90']:.3f} | {lat['mean']:.3f} | {lat['runs']} | {lat['batchSize']} "
+                f"| {lat['threads']} | {lat['device']} |"
             )
+    out += ["", *speedup_lines(report)]
     trained = [r for r in report["rows"] if r.get("train")]
     if trained:
         out += [

@@ -18,7 +18,7 @@ from kslim_runner.errors import UserError
 from kslim_runner.models.base import Detector
 from kslim_runner.progress import Progress
 from kslim_runner.train.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
-from kslim_runner.train.config import TrainConfig, lr_factor
+from kslim_runner.train.config import TrainConfig, schedule_factor
 from kslim_runner.train.ema import ModelEMA
 from kslim_runner.train.optim import build_optimizer
 
@@ -257,7 +257,7 @@ def _train(
         )
         for batch in loader:
             source.check(batch)
-            opt.set_lr(cfg.learning_rate * lr_factor(step, total, cfg.warmup_iterations, cfg.min_lr_ratio))
+            opt.set_lr(cfg.learning_rate * schedule_factor(cfg, step, total))
             loss = loss_fn(detector, batch)
             loss.backward()
             opt.step()

@@ -1,12 +1,13 @@
 """Optimizer (AdamW or momentum SGD) with global-norm clipping; the loop sets the learning rate
-of each step from `lr_factor` (warm-up + cosine), so a resumed run needs no scheduler state."""
+of each step from `schedule_factor` (warm-up + cosine or piecewise decay), so a resumed run
+needs no scheduler state."""
 
 from __future__ import annotations
 
 import paddle
 from paddle import nn
 
-from kslim_runner.train.config import TrainConfig, lr_factor
+from kslim_runner.train.config import TrainConfig, schedule_factor
 
 
 def _decays(name: str) -> bool:
@@ -15,7 +16,7 @@ def _decays(name: str) -> bool:
 
 
 def build_optimizer(model: nn.Layer, cfg: TrainConfig) -> paddle.optimizer.Optimizer:
-    lr0 = cfg.learning_rate * lr_factor(0, cfg.iterations, cfg.warmup_iterations, cfg.min_lr_ratio)
+    lr0 = cfg.learning_rate * schedule_factor(cfg, 0)
     clip = nn.ClipGradByGlobalNorm(cfg.grad_clip_norm) if cfg.grad_clip_norm > 0 else None
     params = [p for p in model.parameters() if not p.stop_gradient]
     decay_names = {p.name for n, p in model.named_parameters() if _decays(n)}
@@ -30,7 +31,7 @@ def build_optimizer(model: nn.Layer, cfg: TrainConfig) -> paddle.optimizer.Optim
     if cfg.optimizer == "momentum":
         return paddle.optimizer.Momentum(
             learning_rate=lr0,
-            momentum=0.9,
+            momentum=cfg.momentum,
             parameters=params,
             grad_clip=clip,
             weight_decay=paddle.regularizer.L2Decay(cfg.weight_decay),

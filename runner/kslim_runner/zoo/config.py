@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from kslim_api.ppdet_modules import PPDET_SHARED_KEYS
 
 from kslim_runner.errors import UserError
 from kslim_runner.zoo.lib import ppdet, registered
@@ -37,13 +38,17 @@ class ZooSource:
     num_classes: int
     input_size: int
     width: float | None = None  # backbone `scale` (shorthand MobileNet configs only)
+    #: Module sections of a slim config ({ppdet class: settings}), merged over the config as
+    #: PaddleDetection merges a slim config into its workspace.
+    overrides: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> ZooSource:
-        return cls(**{k: d[k] for k in ("config", "architecture", "num_classes", "input_size", "width")})
+        keys = ("config", "architecture", "num_classes", "input_size", "width")
+        return cls(**{k: d[k] for k in keys}, overrides=d.get("overrides"))
 
 
 def shorthand_config(architecture: str) -> Path:
@@ -181,12 +186,13 @@ def fit_input_size(cfg: dict[str, Any], size: int) -> None:
                 for op in ops
             ]
         shape = (section.get("inputs_def") or {}).get("image_shape")
+        # [C, H, W], or [N, C, H, W] as PicoDet's readers write it
         if (
             isinstance(shape, list)
-            and len(shape) == 3
-            and all(isinstance(s, int) and s > 0 for s in shape[1:])
+            and len(shape) in (3, 4)
+            and all(isinstance(s, int) and s > 0 for s in shape[-2:])
         ):
-            section["inputs_def"]["image_shape"] = [shape[0], size, size]
+            section["inputs_def"]["image_shape"] = [*shape[:-2], size, size]
     for key in ("eval_height", "eval_width"):
         if key in cfg:
             cfg[key] = size
@@ -233,8 +239,8 @@ def fit_config(source: ZooSource) -> tuple[dict[str, Any], list[str]]:
     """The config as the runner builds it, and one note per change a user should know of."""
     path = Path(source.config)
     cfg = copy.deepcopy(read_tree(path))
+    notes = apply_overrides(cfg, source.overrides or {}, path)
     arch = check_model(cfg, path)
-    notes: list[str] = []
     fit_classes(cfg, source.num_classes)
     if cfg.get("norm_type") == "sync_bn":
         cfg["norm_type"] = "bn"  # SyncBatchNorm has no CPU kernel; data-parallel BN stays per process
@@ -252,6 +258,34 @@ def fit_config(source: ZooSource) -> tuple[dict[str, Any], list[str]]:
         cfg.setdefault(backbone, {})["scale"] = float(source.width)
     fit_input_size(cfg, source.input_size)
     return cfg, notes
+
+
+def apply_overrides(cfg: dict[str, Any], overrides: dict[str, Any], path: Path) -> list[str]:
+    """Merge a slim config's module sections over the model config (before the job's classes and
+    input size are fitted, which win as they do over the config itself). A name ppdet does not know
+    is a user error; one the model does not use is merged (PaddleDetection does) and noted."""
+    notes: list[str] = []
+    for name, settings in overrides.items():
+        if name in PPDET_SHARED_KEYS or name == "architecture":
+            cfg[name] = copy.deepcopy(settings)  # a global value (width_mult, for_distill, ...)
+            continue
+        if name not in READERS and not registered(name):
+            raise UserError(
+                f"slimConfig: {name} is not a module PaddleDetection 2.6 registers; check the spelling",
+                reason="InvalidSpec",
+            )
+        if name not in cfg and not _names_module(cfg, name):
+            notes.append(f"slimConfig: {name} is not a module of {path.name}; merged but unused")
+        base = cfg.get(name)
+        cfg[name] = (
+            _merge(base, copy.deepcopy(settings)) if isinstance(base, dict) else copy.deepcopy(settings)
+        )
+    return notes
+
+
+def _names_module(cfg: dict[str, Any], name: str) -> bool:
+    """Whether some section of the config refers to module `name` (e.g. YOLOv3: {neck: PPYOLOFPN})."""
+    return any(isinstance(sec, dict) and name in sec.values() for sec in cfg.values())
 
 
 def _has_scale(backbone: str) -> bool:
