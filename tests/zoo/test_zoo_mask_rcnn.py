@@ -132,3 +132,39 @@ def test_a_mask_model_on_boxes_only_data_fails_naming_the_file(
     annotations.write_text(json.dumps(doc))
     line = run_fails(mask_job, tmp_path / "out", capsys)
     assert str(annotations) in line and "segmentation" in line and "gt_poly" in line
+
+
+def test_an_export_with_no_detections_runs_and_reports_none(tmp_path: Path, zoo_data: Path) -> None:
+    """No image of a batch has a detection (a score threshold above every score): each gets its
+    placeholder box and mask, labelled -1, so evaluation counts no detection. The export used to
+    make one stand-in mask per batch, not per image, and failed at two empty images ("The 0th
+    element of 'shape' for expand_v2 op must be greater than 0", in mask pasting)."""
+    import numpy as np
+    import paddle
+    from kslim_runner.data.coco import load_coco
+    from kslim_runner.measure.coco_eval import evaluate_model
+    from kslim_runner.measure.predictor import PredictorOptions, create_predictor, run_detector_masks
+    from kslim_runner.measure.program import model_files
+    from kslim_runner.zoo.build import build_model
+    from kslim_runner.zoo.config import ZooSource
+    from kslim_runner.zoo.export import export_model
+
+    config = mask_tree(tmp_path)
+    config.write_text(TINY.replace("nms: {keep_top_k: 10}", "nms: {keep_top_k: 10, score_threshold: 1.1}"))
+    paddle.seed(0)
+    model = build_model(ZooSource(str(config), "tiny", 3, SIZE))
+    out = export_model(model, tmp_path / "export", ["a", "b", "c"])
+
+    predictor = create_predictor(model_files(out), PredictorOptions(threads=1))
+    image = np.random.default_rng(0).random((3, 3, SIZE, SIZE), dtype=np.float32)
+    image[0] = 0.0  # a blank image too
+    boxes, num, masks = run_detector_masks(
+        predictor, image, np.full((3, 2), SIZE, "float32"), np.ones((3, 2), "float32")
+    )
+    assert num.tolist() == [1, 1, 1] and boxes[:, 0].tolist() == [-1.0, -1.0, -1.0]
+    assert masks is not None and masks.shape == (3, SIZE, SIZE)
+
+    val = load_coco(zoo_data / "val" / "annotations.json", zoo_data / "val" / "images", 3)
+    result = evaluate_model(out, val, batch_size=4, score_threshold=0.0, opts=PredictorOptions(threads=1))
+    assert result.images == 8 and result.detections == 0
+    assert result.ap == 0.0 and result.maskAp == 0.0

@@ -18,6 +18,7 @@ from kslim_runner.measure.preprocess import load_preprocess
 from kslim_runner.measure.program import model_files
 from kslim_runner.methods.calibration import calibration_loader, check_calibration_size, feed_vars
 from kslim_runner.methods.common import ensure_exported, quiet_paddleslim, step_key, train_images
+from kslim_runner.methods.int8_concat import keep_mixed_sign_concats_fp32, note
 from kslim_runner.methods.quant_check import require_quantizable, require_quantized
 from kslim_runner.pipeline.context import RunContext
 from kslim_runner.pipeline.methods import MethodDescriptor, register_method
@@ -110,6 +111,7 @@ def run_ptq(ctx: RunContext, cfg: PTQStep, source: Row) -> Row:
     )
     progress, on_item = calibration_progress(cfg)
     calibrate(ctx, cfg, src, tmp, on_item)
+    concats = note(keep_mixed_sign_concats_fp32(tmp))
     shutil.rmtree(out, ignore_errors=True)
     os.replace(tmp, out)
     progress.update(progress.total)
@@ -122,7 +124,10 @@ def run_ptq(ctx: RunContext, cfg: PTQStep, source: Row) -> Row:
         ptq_label(cfg),
         model={"kind": "inference", "dir": ctx.rel(out)},
         export_dir=ctx.rel(out),
-        notes=[f"calibrated on {images} train images ({cfg.algo}); exported int8: {summary.text}"],
+        notes=[
+            f"calibrated on {images} train images ({cfg.algo}); exported int8: {summary.text}",
+            *([concats] if concats else []),
+        ],
     )
 
 

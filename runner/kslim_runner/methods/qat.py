@@ -30,6 +30,7 @@ from kslim_runner.methods.common import (
     source_detector,
     step_key,
 )
+from kslim_runner.methods.int8_concat import keep_mixed_sign_concats_fp32, note
 from kslim_runner.methods.quant_check import require_quantized
 from kslim_runner.models.base import Detector
 from kslim_runner.models.export import INFER_CFG, ExportModel, infer_cfg, input_spec
@@ -164,6 +165,7 @@ def run_qat(ctx: RunContext, cfg: QATStep, source: Row) -> Row:
     weights = work / "model.pdparams"
     save_weights(det, weights)
     out = export_quantized(wrapper, quanter, ctx.out / "models" / key, ctx.labels)
+    concats = note(keep_mixed_sign_concats_fp32(out))
     summary = require_quantized(out, "qat")
     return Row(
         key,
@@ -172,7 +174,7 @@ def run_qat(ctx: RunContext, cfg: QATStep, source: Row) -> Row:
         model={"kind": "qat", "source": source.model, "quant": config, "weights": ctx.rel(weights)},
         export_dir=ctx.rel(out),
         train=result.to_dict(),
-        notes=[f"exported int8: {summary.text}"],
+        notes=[f"exported int8: {summary.text}", *([concats] if concats else [])],
     )
 
 

@@ -36,6 +36,7 @@ def apply() -> None:
     _fix_faster_rcnn_target_bbox_forward()
     _fix_cascade_rois()
     _fix_bbox_get_pred()
+    _fix_mask_rcnn_masks_per_box()
     _fix_csppan_scales()
     _APPLIED = True
 
@@ -176,9 +177,10 @@ def _fix_cascade_rois() -> None:
 def _fix_bbox_get_pred() -> None:
     """BBoxPostProcess.get_pred (R-CNN inference and export): concatenates `bbox_num[i]` and
     `scale_factor[i][0]` elements (0-D). Fixed in PaddleDetection 2.7.0 (post_process.py). Ours:
-    an image without detections gets one placeholder box (label -1 after filtering, as ppdet
-    does, so every image has a row); boxes are scaled back to the original image, clipped to it,
-    and empty boxes labelled -1. `origin_shape_list` (one [h, w] per box) is kept for
+    an image without detections gets one placeholder box, so every image has a row (ppdet's box
+    [0, 0, 0, 0, 1, 1]: label 0, score 0, which a score threshold of 0 would keep, so its output
+    row is labelled -1); boxes are scaled back to the original image, clipped to it, and empty
+    boxes labelled -1. `origin_shape_list` (one [h, w] per box) is kept for
     MaskPostProcess, which pastes the masks at that size."""
     from ppdet.modeling.post_process import BBoxPostProcess
 
@@ -191,19 +193,24 @@ def _fix_bbox_get_pred() -> None:
         placeholder_num = paddle.to_tensor(np.array([1], dtype="int32"))
         kept_boxes = []
         kept_num = []
+        kept_real = []  # 1 for a detection, 0 for a placeholder
         start = 0
         for i in range(bbox_num.shape[0]):
             if bbox_num[i] == 0:
                 boxes_i = placeholder
                 num_i = placeholder_num
+                real_i = paddle.zeros([1, 1], dtype="float32")
             else:
                 boxes_i = bboxes[start : start + bbox_num[i], :]
                 num_i = bbox_num[i : i + 1]  # the fix: [i:i + 1], not [i]
+                real_i = paddle.ones_like(boxes_i[:, 0:1])
                 start += bbox_num[i]
             kept_boxes.append(boxes_i)
             kept_num.append(num_i)
+            kept_real.append(real_i)
         bboxes = paddle.concat(kept_boxes)
         bbox_num = paddle.concat(kept_num)
+        real = paddle.concat(kept_real) > 0.5
 
         origin = paddle.floor(im_shape / scale_factor + 0.5)  # [h, w] of each original image
         shapes = []
@@ -220,10 +227,45 @@ def _fix_bbox_get_pred() -> None:
         limit = paddle.concat([w, h, w, h], axis=1)
         xyxy = paddle.maximum(paddle.minimum(bboxes[:, 2:] / per_box_scale, limit), paddle.zeros_like(limit))
         nonempty = paddle.logical_and(xyxy[:, 2:3] > xyxy[:, 0:1], xyxy[:, 3:4] > xyxy[:, 1:2])
-        label = paddle.where(nonempty, bboxes[:, 0:1], paddle.full_like(bboxes[:, 0:1], -1.0))
+        keep = paddle.logical_and(nonempty, real)
+        label = paddle.where(keep, bboxes[:, 0:1], paddle.full_like(bboxes[:, 0:1], -1.0))
         return bboxes, paddle.concat([label, bboxes[:, 1:2], xyxy], axis=1), bbox_num
 
     BBoxPostProcess.get_pred = get_pred
+
+
+def _fix_mask_rcnn_masks_per_box() -> None:
+    """MaskRCNN inference ran the mask head on the NMS output and only then let get_pred add a
+    placeholder box for each image without detections, so masks and boxes disagreed in number
+    whenever an image had none. The mask head makes one stand-in mask when the whole batch has no
+    box, which covers a single empty image; with two empty images, or an empty one beside others,
+    MaskPostProcess took the wrong image's masks or none, and the exported model failed in
+    paste_mask ("The 0th element of 'shape' for expand_v2 op must be greater than 0"). Ours runs
+    the mask head on get_pred's boxes (placeholders included, in the input image's scale, as the
+    NMS output is), as ppdet's CascadeRCNN already does: one mask per output box, always."""
+    from ppdet.modeling.architectures.mask_rcnn import MaskRCNN
+
+    original = MaskRCNN._forward
+
+    def _forward(self: Any) -> Any:
+        if self.training:
+            return original(self)
+        feats = self.backbone(self.inputs)
+        if self.neck is not None:
+            feats = self.neck(feats)
+        rois, rois_num, _ = self.rpn_head(feats, self.inputs)
+        head_out, feat_func = self.bbox_head(feats, rois, rois_num, None)
+        im_shape, scale_factor = self.inputs["im_shape"], self.inputs["scale_factor"]
+        post = self.bbox_post_process
+        nms_boxes, nms_num, nms_keep_idx = post(head_out, (rois, rois_num), im_shape, scale_factor)
+        boxes, bbox_pred, bbox_num = post.get_pred(nms_boxes, nms_num, im_shape, scale_factor)
+        mask_out = self.mask_head(feats, boxes, bbox_num, self.inputs, feat_func=feat_func)
+        mask_pred = self.mask_post_process(mask_out, bbox_pred, bbox_num, post.get_origin_shape())
+        if self.use_extra_data:
+            return bbox_pred, bbox_num, mask_pred, {"scores": head_out[1], "nms_keep_idx": nms_keep_idx}
+        return bbox_pred, bbox_num, mask_pred
+
+    MaskRCNN._forward = _forward
 
 
 # --- a shared default list ------------------------------------------------------------------------------
