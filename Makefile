@@ -25,13 +25,13 @@ demo: venv ## Run the quick-start CompressionJob locally (no cluster) and print 
 	$(VENV)/bin/kslim run examples/quickstart.yaml --output .kslim/demo
 
 .PHONY: test
-test: venv testbin tools lint ## Install what is missing, then run every test (lint, unit, control plane, e2e).
+test: venv testbin s3server tools lint ## Install what is missing, then run every test (lint, unit, control plane, S3, e2e).
 	PATH="$(TESTBIN):$$PATH" $(PY) -m pytest $(PYTEST_ARGS)
 
 ##@ Local dev cluster (control plane + operator + local kubelet, all local processes)
 
 .PHONY: dev-cluster
-dev-cluster: venv testbin ## Start the dev cluster in the background (.kslim/dev); prints how to use it.
+dev-cluster: venv testbin s3server ## Start the dev cluster in the background (.kslim/dev); prints how to use it.
 	@hack/dev-cluster.sh up
 
 .PHONY: dev-cluster-down
@@ -52,6 +52,10 @@ venv: ## Create/refresh .venv (operator + runner + CPU Paddle + dev tools).
 testbin: ## Build etcd, kube-apiserver, kube-controller-manager, kubectl and helm into the cache (once).
 	@hack/testbin.sh >/dev/null
 
+.PHONY: s3server
+s3server: ## Build the S3 test server (MinIO, from its Go module) into the same cache (once; ~11 min cold).
+	@hack/s3server.sh >/dev/null
+
 .PHONY: tools
 tools: ## Install promtool and prometheus (Debian package) for the metrics tests.
 	@hack/tools.sh
@@ -68,8 +72,8 @@ fmt: venv ## Format and auto-fix the code.
 	$(VENV)/bin/ruff check --fix .
 
 .PHONY: unit
-unit: venv ## Only the tests that need no control plane.
-	$(PY) -m pytest -m "not cluster" $(PYTEST_ARGS)
+unit: venv ## Only the tests that need no control plane and no S3 server.
+	$(PY) -m pytest -m "not cluster and not s3" $(PYTEST_ARGS)
 
 .PHONY: lock
 lock: venv ## Regenerate requirements/constraints.txt (the exact versions CI, the venv and both images install).

@@ -184,6 +184,7 @@ kslim dev cluster is running (state, logs: ${DEV_DIR#"$ROOT"/}).
   curl -s http://127.0.0.1:$(cat "$DEV_DIR/metrics.port")/metrics | grep '^kslim_'
 
 kubectl and helm: $BIN (add it to PATH).
+S3 (MinIO): endpoint and keys in ${DEV_DIR#"$ROOT"/}/s3.json (README: a job reading from it).
 Artifacts: ${DEV_DIR#"$ROOT"/}/kubelet/pvc/<claim>/...   Logs: ${LOGS#"$ROOT"/}/{operator,kubelet,kube-apiserver}.log
 Stop everything: make dev-cluster-down
 EOF
@@ -206,6 +207,12 @@ cmd_up() {
   if [ ! -f "$DEV_DIR/configured" ]; then configure_cluster; started=1; fi
   if kubelet_pid >/dev/null; then say "local kubelet already running (pid $(kubelet_pid))"; else start_kubelet; started=1; fi
   if operator_pid >/dev/null; then say "operator already running (pid $(operator_pid))"; else start_operator; started=1; fi
+  # The S3 server (MinIO, `make s3server`) for jobs that read and write s3:// (README: local dev).
+  "$PY" tests/support/s3server.py up --dir "$DEV_DIR" >&2 || die "the S3 server did not start (run \`make s3server\`)"
+  # Its keys as the Secret examples/s3-dev.yaml names (spec.storage.s3.credentialsSecret).
+  "$PY" -c 'import json, sys; d = json.load(open(sys.argv[1])); print(*(f"{k}={d[k]}" for k in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")), sep="\n")' \
+    "$DEV_DIR/s3.json" | kc create secret generic kslim-s3 --from-env-file=/dev/stdin --dry-run=client -o yaml \
+    | kc apply -f - >/dev/null
   [ "$started" = 1 ] || say "nothing to start: everything was already running"
   usage
 }
@@ -222,6 +229,7 @@ cmd_down() {
   [ -d "$DEV_DIR" ] || { say "nothing to stop (no $DEV_DIR)"; return 0; }
   cmd_down_processes
   "$PY" tests/support/controlplane.py down --dir "$DEV_DIR" >&2
+  "$PY" tests/support/s3server.py down --dir "$DEV_DIR" >&2 || true
   rm -f "$OPERATOR_KUBECONFIG" "$DEV_DIR/configured"
   say "stopped (logs and claims kept in ${DEV_DIR#"$ROOT"/}; remove the folder to start from scratch)"
 }
@@ -231,6 +239,7 @@ cmd_status() {
   local rc=0 pid
   if control_plane_up; then echo "control plane: running"; else echo "control plane: stopped"; rc=1; fi
   if pid=$(kubelet_pid); then echo "local kubelet: running (pid $pid)"; else echo "local kubelet: stopped"; rc=1; fi
+  "$PY" tests/support/s3server.py status --dir "$DEV_DIR" || rc=1
   if pid=$(operator_pid); then
     echo "operator:      running (pid $pid, metrics http://127.0.0.1:$(cat "$DEV_DIR/metrics.port")/metrics)"
   else

@@ -116,6 +116,8 @@ Quantity = Annotated[
 ]
 #: A DNS-1123 subdomain (names of PVCs, secrets, priority classes...).
 DnsName = Annotated[str, StringConstraints(pattern=r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$", max_length=253)]
+#: A SHA-256 digest in lower-case hex.
+Sha256 = Annotated[str, StringConstraints(pattern=r"^[a-f0-9]{64}$", max_length=64)]
 #: A parameter name or glob pattern, e.g. "conv2d_27.w_0" or "backbone.*.weight".
 ParamPattern = Annotated[str, StringConstraints(min_length=1, max_length=256)]
 
@@ -143,6 +145,7 @@ _hint(Multiplier, 'must be a width multiplier between 0 and 3 as a string, e.g. 
 _hint(Uri, "must be a URI: pvc://<claim>/<path>, s3://<bucket>/<key>, http(s)://... or file://<path>")
 _hint(Quantity, 'must be a Kubernetes quantity, e.g. "4", "500m", "16Gi"')
 _hint(DnsName, "must be a lower-case DNS-1123 name, e.g. my-claim")
+_hint(Sha256, "must be a SHA-256 digest: 64 lower-case hex digits (sha256sum FILE)")
 
 
 def _uri_is_safe(uri: str) -> str:
@@ -250,6 +253,8 @@ class WeightsRef(Spec):
 
     uri: Uri
     """Where the `.pdparams` file is: pvc://claim/path, s3://, http(s):// or file://."""
+    sha256: Sha256 | None = None
+    """SHA-256 of the file, checked after download and before use (recommended for http(s)://)."""
 
 
 class InferenceModelRef(Spec):
@@ -327,7 +332,10 @@ class DataSplit(Spec):
     """Images plus their annotations."""
 
     images: Uri
-    """Directory of images."""
+    """Directory of images: a folder, an s3:// prefix, or a `.tar`, `.tar.gz`/`.tgz` or `.zip` archive
+    (s3:// or http(s)://) that the runner unpacks."""
+    images_sha256: Sha256 | None = None
+    """SHA-256 of the images archive, checked after download and before unpacking."""
     annotations: Uri
     """COCO instances JSON (format coco) or a directory of VOC XML files (format voc)."""
 
@@ -1033,6 +1041,36 @@ class OutputSpec(Spec):
     """Where artifacts and the report go, e.g. pvc://artifacts/jobs (the job's name is appended)."""
 
 
+#: Header-safe endpoint URL: scheme, host[:port], optional path; no user-info (credentials go in a Secret).
+Endpoint = Annotated[str, StringConstraints(pattern=r"^https?://[^\s/@]+(/[^\s@]*)?$", max_length=2048)]
+_hint(Endpoint, "must be an http(s) URL without credentials, e.g. https://minio.storage.svc:9000")
+
+
+class S3Spec(Spec):
+    """How s3:// URIs are reached: AWS S3 by default, or any S3-compatible store (MinIO, Ceph RGW,
+    GCS's XML API) through `endpoint`."""
+
+    endpoint: Endpoint | None = None
+    """S3 API endpoint, e.g. https://minio.storage.svc:9000. Unset: AWS S3 of `region`."""
+    region: Annotated[str, StringConstraints(pattern=r"^[a-z0-9-]+$", max_length=64)] | None = None
+    """Region to sign requests for, e.g. eu-west-1 (unset: the store's own, or us-east-1)."""
+    path_style: bool = False
+    """Address buckets as endpoint/bucket (most self-hosted stores) instead of bucket.endpoint."""
+    insecure_skip_tls_verify: bool = False
+    """Do not verify the endpoint's TLS certificate (test stores with self-signed certificates)."""
+    credentials_secret: DnsName | None = None
+    """Secret in the job's namespace with keys AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (and
+    optionally AWS_SESSION_TOKEN), given to the runner as environment variables. Unset: the pod's
+    workload identity (IRSA web identity, instance or container metadata)."""
+
+
+class StorageSpec(Spec):
+    """Settings of object storage URIs."""
+
+    s3: S3Spec = Field(default_factory=S3Spec)
+    """The S3 endpoint and credentials every s3:// URI of the job uses."""
+
+
 class ResourcesSpec(Spec):
     """Pod resources of the runner."""
 
@@ -1379,6 +1417,8 @@ class CompressionJobSpec(Spec):
     output: OutputSpec | None = None
     """Where artifacts go. Required on a cluster (the CRD rejects a job without it); `kslim run
     --output DIR` overrides it locally."""
+    storage: StorageSpec = Field(default_factory=StorageSpec)
+    """Object storage settings (endpoint, region, credentials Secret) for s3:// URIs."""
     resources: ResourcesSpec = Field(default_factory=ResourcesSpec)
     """Pod resources."""
     template: PodTemplateSpec = Field(default_factory=PodTemplateSpec)

@@ -63,6 +63,9 @@ class Settings(BaseModel):
     allowed_service_accounts: list[DnsName] = Field(default_factory=list)
     """Service accounts a CompressionJob may name in spec.template.serviceAccountName (empty: none;
     the runner needs no API access, and any other account's token would be the job author's)."""
+    allow_private_urls: bool = False
+    """Let runner pods download http(s):// URLs on link-local, loopback, private and shared addresses
+    (instance metadata, cluster-internal services); off, such URLs fail the job (AddressNotAllowed)."""
     metrics_port: int = Field(default=8000, ge=0, le=65535)
     """Port of the Prometheus /metrics endpoint (0: off)."""
     health_port: int = Field(default=8080, ge=0, le=65535)

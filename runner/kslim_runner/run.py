@@ -24,8 +24,17 @@ def output_location(job: Any, job_dir: Path, output: str | None) -> tuple[Path, 
     name = job.metadata.name
     spec_uri = None if job.spec.output is None else f"{job.spec.output.uri.rstrip('/')}/{name}"
     if output is not None:
-        in_pod = bool(os.environ.get("KUBERNETES_SERVICE_HOST"))
+        # KSLIM_OUTPUT_URI: set by the operator on runner pods (also where no Service env exists)
+        in_pod = bool(os.environ.get("KUBERNETES_SERVICE_HOST") or os.environ.get("KSLIM_OUTPUT_URI"))
         return Path(output).absolute(), spec_uri if in_pod else None
+    if spec_uri is not None and spec_uri.startswith("s3://"):
+        # Staged in a local folder, uploaded when the job ends (storage.publish).
+        return (Path.cwd() / DEFAULT_LOCAL_OUTPUT / name).absolute(), spec_uri
+    if spec_uri is not None and spec_uri.startswith(("http://", "https://")):
+        raise UserError(
+            f"spec.output.uri {job.spec.output.uri}: http(s):// cannot be written to; use s3:// or pvc://",
+            reason="InvalidSpec",
+        )
     if spec_uri is not None:
         local = resolve_uri(spec_uri, job_dir, what="spec.output.uri")
         if spec_uri.startswith("pvc://"):
@@ -163,6 +172,7 @@ def run_command(file: str, output: str | None = None) -> int:
 
         check_steps(ctx, ctx.steps)
         pipeline.run(ctx)
+        _publish(ctx)
     except KslimError as e:
         if pipeline is not None and pipeline.current is not None:
             stage = pipeline.current.stage
@@ -174,6 +184,17 @@ def run_command(file: str, output: str | None = None) -> int:
         msg = " ".join(f"{type(e).__name__}: {e}".split())[:1000]
         return _fail(f"internal error in stage {stage}: {msg}", "InternalError", stage, 1)
     return _finish(ctx)
+
+
+def _publish(ctx: Any) -> None:
+    """Upload the output to spec.output's s3:// location (also when the quality gate failed: the
+    artifacts are kept there as they are in a volume)."""
+    if ctx.out_uri is None or not ctx.out_uri.startswith("s3://"):
+        return
+    from kslim_runner.storage.publish import publish
+    from kslim_runner.storage.s3 import S3Settings
+
+    publish(ctx.out, ctx.out_uri, S3Settings.from_spec(ctx.spec))
 
 
 def _finish(ctx: Any) -> int:

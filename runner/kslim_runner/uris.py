@@ -1,13 +1,15 @@
 """Resolve the URIs of a job file to local paths.
 
 pvc://claim/path -> $KSLIM_PVC_ROOT/claim/path (the operator mounts each claim at /mnt/pvc/<claim>);
-file:///abs or file://rel -> a path; a bare path is taken relative to the job file's folder.
+file:///abs or file://rel -> a path; a bare path is taken relative to the job file's folder;
+s3:// and http(s):// -> their copy in the download cache, through `remote` (kslim_runner.storage).
 """
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 from kslim_api.uris import DOTDOT_MESSAGE, has_dotdot, redact
 
@@ -27,8 +29,9 @@ def _inside(path: Path, root: Path) -> bool:
     return folded == top or folded.startswith(top.rstrip(os.sep) + os.sep)
 
 
-def resolve_uri(uri: str, base_dir: Path, *, what: str = "path") -> Path:
-    """Map a job-file URI to a local path (no I/O). Relative paths are relative to base_dir.
+def resolve_uri(uri: str, base_dir: Path, *, what: str = "path", remote: Any = None) -> Path:
+    """Map a job-file URI to a local path. Relative paths are relative to base_dir. s3:// and
+    http(s):// are downloaded by `remote` (kslim_runner.storage.fetch.Remote), else refused.
 
     The schema already refuses `..` segments; this refuses them again (a job file may not have been
     validated by this version), so a pvc:// path never leaves its claim's folder, locally included."""
@@ -46,6 +49,8 @@ def resolve_uri(uri: str, base_dir: Path, *, what: str = "path") -> Path:
         return path
     if uri.startswith("file://"):
         path = Path(uri[len("file://") :])
+    elif remote is not None and uri.startswith(("s3://", "http://", "https://")):
+        return Path(remote.fetch(uri, what))
     elif "://" in uri:
         scheme = uri.split("://", 1)[0]
         raise UserError(

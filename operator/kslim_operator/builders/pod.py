@@ -25,7 +25,26 @@ def get_command() -> list[str]:
     return ["kslim", "run", f"{names.CONFIG_DIR}/{names.CONFIG_FILE}", "--output", names.OUTPUT_DIR]
 
 
-def get_env(req: JobRequest) -> list[dict[str, Any]]:
+#: Keys of spec.storage.s3.credentialsSecret, each given to the runner as the variable of that name.
+S3_SECRET_KEYS = (("AWS_ACCESS_KEY_ID", False), ("AWS_SECRET_ACCESS_KEY", False), ("AWS_SESSION_TOKEN", True))
+
+
+def get_storage_env(req: JobRequest, settings: Settings | None) -> list[dict[str, Any]]:
+    """S3 credentials by reference to the Secret (the values never enter the Job, the ConfigMap or
+    the CR), and the operator's choice on internal download addresses."""
+    env: list[dict[str, Any]] = []
+    secret = req.spec.storage.s3.credentials_secret
+    if secret:
+        env += [
+            {"name": key, "valueFrom": {"secretKeyRef": {"name": secret, "key": key, "optional": optional}}}
+            for key, optional in S3_SECRET_KEYS
+        ]
+    if settings is not None and settings.allow_private_urls:
+        env.append({"name": "KSLIM_ALLOW_PRIVATE_URLS", "value": "1"})
+    return env
+
+
+def get_env(req: JobRequest, settings: Settings | None = None) -> list[dict[str, Any]]:
     assert req.spec.output is not None
     ours = [
         {"name": "KSLIM_TERMINATION_MESSAGE_PATH", "value": names.TERMINATION_MESSAGE_PATH},
@@ -39,6 +58,7 @@ def get_env(req: JobRequest) -> list[dict[str, Any]]:
         {"name": "HOME", "value": "/tmp"},
         {"name": "XDG_CACHE_HOME", "value": "/tmp/.cache"},
         {"name": "MPLCONFIGDIR", "value": "/tmp/matplotlib"},
+        *get_storage_env(req, settings),
     ]
     # The schema refuses user names the operator owns; dropping them here too keeps a spec that
     # bypassed it (older CRD, edited storage) from replacing ours.
@@ -126,7 +146,7 @@ def build_container(req: JobRequest, settings: Settings, mounts: list[dict[str, 
         "image": template.image or settings.image,
         "imagePullPolicy": template.image_pull_policy or settings.image_pull_policy,
         "command": get_command(),
-        "env": get_env(req),
+        "env": get_env(req, settings),
         "resources": get_resources(req, settings),
         "securityContext": get_container_security_context(),
         "volumeMounts": mounts,

@@ -18,7 +18,9 @@ from kslim_runner.uris import resolve_uri
 
 def spec_hash(job: CompressionJob) -> str:
     """Identifies what the job computes; a checkpoint of another spec is not resumed."""
-    spec = job.spec.model_dump(mode="json", by_alias=True, exclude={"run_policy", "template", "resources"})
+    spec = job.spec.model_dump(
+        mode="json", by_alias=True, exclude={"run_policy", "template", "resources", "storage"}
+    )
     return hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:16]
 
 
@@ -32,6 +34,7 @@ class RunContext:
     state: PipelineState
     steps: list[StrategyStep]
     _indexes: dict[str, CocoIndex] = field(default_factory=dict)
+    _remote: Any = None
 
     @property
     def spec(self) -> Any:
@@ -43,7 +46,11 @@ class RunContext:
 
     # --- paths ---------------------------------------------------------------------------------------
     def resolve(self, uri: str, what: str) -> Path:
-        return resolve_uri(uri, self.job_dir, what=what)
+        if self._remote is None and uri.startswith(("s3://", "http://", "https://")):
+            from kslim_runner.storage.fetch import Remote  # only jobs with remote URIs import the S3 client
+
+            self._remote = Remote(self.spec)
+        return resolve_uri(uri, self.job_dir, what=what, remote=self._remote)
 
     def path(self, rel: str) -> Path:
         p = Path(rel)
@@ -62,6 +69,9 @@ class RunContext:
         return d
 
     def artifact_uri(self, path: Path) -> str:
+        source = None if self._remote is None else self._remote.source_of(self.path(str(path)))
+        if source is not None:  # a download: named by where it came from, not the cache
+            return str(source)
         rel = self.rel(path)
         if self.out_uri is None or Path(rel).is_absolute():
             return str(self.path(rel))
