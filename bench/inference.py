@@ -78,7 +78,7 @@ def eval_rows(work: Path, reps: int, batch: int, threads: int) -> list[dict[str,
         med = sorted(rs, key=lambda r: r["seconds"])[len(rs) // 2]
         rows.append(
             {
-                "evaluator": "runner (fast evaluateImg)" if name == "runner" else "stock pycocotools",
+                "evaluator": "runner (faster-coco-eval)" if name == "runner" else "stock pycocotools",
                 "images": len(val),
                 "detections": best["detections"],
                 "batchSize": batch,

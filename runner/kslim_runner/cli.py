@@ -1,7 +1,8 @@
 """The `kslim` command line. Subcommands import their heavy parts lazily, so `kslim validate`
 works without Paddle installed.
 
-Exit codes: 0 success, 1 internal error, 2 user error (bad file, bad spec, bad data).
+Exit codes are kslim_runner.errors' (docs/contracts.md): 0 success, 1 internal error, 2 user error
+(bad file, bad spec, bad data, bad arguments), 3 quality gate, 4 device.
 """
 
 from __future__ import annotations
@@ -9,10 +10,6 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
-
-EXIT_OK = 0
-EXIT_INTERNAL = 1
-EXIT_USER = 2
 
 
 def _build_parser() -> argparse.ArgumentParser:

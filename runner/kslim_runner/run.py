@@ -10,7 +10,7 @@ import traceback
 from pathlib import Path
 from typing import Any
 
-from kslim_runner.errors import EXIT_OK, EXIT_QUALITY_GATE, KslimError, UserError
+from kslim_runner.errors import EXIT_INTERNAL, EXIT_OK, EXIT_QUALITY_GATE, KslimError, UserError
 
 DEFAULT_LOCAL_OUTPUT = "output"
 
@@ -157,12 +157,6 @@ def run_command(file: str, output: str | None = None) -> int:
 
         paddle.set_device("gpu" if ctx.device.device == "gpu" else "cpu")
         use_cpu_threads()
-        if len(ctx.device.gpus) > 1:
-            print(
-                f"kslim: {len(ctx.device.gpus)} GPUs visible; this runner trains on GPU 0 only "
-                "(multi-GPU data parallel is not implemented yet)",
-                flush=True,
-            )
         print(
             f"kslim: job {ctx.name}: output {ctx.out}; device {ctx.device.device} ({ctx.device.reason})",
             flush=True,
@@ -182,7 +176,7 @@ def run_command(file: str, output: str | None = None) -> int:
             stage = pipeline.current.stage
         traceback.print_exc(file=sys.stderr)
         msg = " ".join(f"{type(e).__name__}: {e}".split())[:1000]
-        return _fail(f"internal error in stage {stage}: {msg}", "InternalError", stage, 1)
+        return _fail(f"internal error in stage {stage}: {msg}", "InternalError", stage, EXIT_INTERNAL)
     return _finish(ctx)
 
 

@@ -60,11 +60,3 @@ def resolve_uri(uri: str, base_dir: Path, *, what: str = "path", remote: Any = N
     else:
         path = Path(uri)
     return path if path.is_absolute() else (base_dir / path)
-
-
-def display_uri(base_uri: str | None, local_root: Path, path: Path) -> str:
-    """How an artifact is named in the report: under base_uri when the output came from one."""
-    if base_uri is None:
-        return str(path)
-    rel = path.relative_to(local_root).as_posix()
-    return f"{base_uri.rstrip('/')}/{rel}" if rel != "." else base_uri

@@ -1,5 +1,5 @@
 """COCO box AP (and mask AP, for a model that outputs instance masks) of an exported inference model,
-run through Paddle Inference, scored by pycocotools."""
+run through Paddle Inference, scored by faster-coco-eval (pycocotools' numbers, faster)."""
 
 from __future__ import annotations
 
@@ -42,7 +42,7 @@ class EvalResult:
     seconds: float
     setupSeconds: float
     imagesPerSecond: float
-    cocoSeconds: float = 0.0  # of `seconds`, pycocotools' share (the rest: decoding and inference)
+    cocoSeconds: float = 0.0  # of `seconds`, the COCO evaluation's share (the rest: decoding and inference)
     maskAp: float | None = None  # COCO mask ("segm") AP, for models that output masks
     maskAp50: float | None = None
 
@@ -141,127 +141,32 @@ def predict(
     return dets
 
 
-def _cocoeval_class() -> type:
-    """pycocotools' COCOeval with a faster evaluateImg that returns exactly what the stock one
-    returns (tests/runner/test_runner_coco_eval.py compares them field by field).
-
-    The stock matching loop indexes numpy arrays one scalar at a time, for every IoU threshold,
-    detection and ground truth, four times (once per area range): 70-80% of pycocotools' time on
-    200 images of an early detector (13k detections). Here the same loop runs on Python lists,
-    detection and ground-truth orders are sorted once per (image, category) instead of once per
-    area range, and a detection's thresholds above its best IoU are skipped (no ground truth can
-    pass them, so the stock loop leaves it unmatched there too). accumulate and summarize are
-    pycocotools' own."""
-    from pycocotools.cocoeval import COCOeval
-
-    class FastCOCOeval(COCOeval):
-        def evaluate(self) -> None:
-            self._orders: dict = {}
-            super().evaluate()
-            del self._orders
-
-        def _order(self, img_id: int, cat_id: int) -> tuple[list[int], list[tuple[int, float]]]:
-            """Detection order (score descending, ties in input order, as the stock mergesort),
-            and (position, best IoU over all ground truths) of the sorted detections that reach
-            the lowest IoU threshold: the others match nothing and change nothing."""
-            key = (img_id, cat_id)
-            if key not in self._orders:
-                dt = self._dts[key]
-                order = sorted(range(len(dt)), key=lambda i: -dt[i]["score"])
-                ious = self.ious[key]
-                best = np.max(ious, axis=1).tolist() if len(ious) and ious.shape[1] else []
-                low = min(min([t, 1 - 1e-10]) for t in self.params.iouThrs)
-                self._orders[key] = (order, [(i, b) for i, b in enumerate(best) if b >= low])
-            return self._orders[key]
-
-        def evaluateImg(self, imgId: int, catId: int, aRng: list, maxDet: int) -> dict | None:
-            p = self.params
-            if not p.useCats or not hasattr(self, "_orders"):
-                return super().evaluateImg(imgId, catId, aRng, maxDet)
-            gt_all, dt_all = self._gts[imgId, catId], self._dts[imgId, catId]
-            if not gt_all and not dt_all:
-                return None
-            lo, hi = aRng
-            ign = [1 if (g["ignore"] or g["area"] < lo or g["area"] > hi) else 0 for g in gt_all]
-            gtind = [i for i, v in enumerate(ign) if not v] + [i for i, v in enumerate(ign) if v]
-            gt = [gt_all[i] for i in gtind]
-            gt_ig = [ign[i] for i in gtind]
-            order, active = self._order(imgId, catId)
-            dt = [dt_all[i] for i in order[:maxDet]]
-            crowd = [int(g["iscrowd"]) for g in gt]
-            ious = self.ious[imgId, catId]
-            n_t, n_g, n_d = len(p.iouThrs), len(gt), len(dt)
-            gtm = [[0] * n_g for _ in range(n_t)]
-            dtm = [[0] * n_d for _ in range(n_t)]
-            dt_ig = [[0] * n_d for _ in range(n_t)]
-            if len(ious) != 0 and active:
-                rows = ious[:, gtind].tolist()
-                thrs = [min([t, 1 - 1e-10]) for t in p.iouThrs]
-                for dind, top in active:
-                    if dind >= n_d:
-                        break  # beyond maxDet
-                    r, d = rows[dind], dt[dind]
-                    for tind, thr in enumerate(thrs):
-                        if thr > top:
-                            continue  # no IoU reaches it: the stock loop matches nothing
-                        iou, m, gm = thr, -1, gtm[tind]
-                        for gind in range(n_g):
-                            if gm[gind] > 0 and not crowd[gind]:
-                                continue
-                            if m > -1 and gt_ig[m] == 0 and gt_ig[gind] == 1:
-                                break
-                            if r[gind] < iou:
-                                continue
-                            iou, m = r[gind], gind
-                        if m == -1:
-                            continue
-                        dt_ig[tind][dind] = gt_ig[m]
-                        dtm[tind][dind] = gt[m]["id"]
-                        gm[m] = d["id"]
-            dtm_a = np.zeros((n_t, n_d))
-            dtm_a[:] = dtm if n_d else 0
-            gtm_a = np.zeros((n_t, n_g))
-            gtm_a[:] = gtm if n_g else 0
-            dt_ig_a = np.zeros((n_t, n_d))
-            dt_ig_a[:] = dt_ig if n_d else 0
-            a = np.array([d["area"] < lo or d["area"] > hi for d in dt]).reshape((1, n_d))
-            dt_ig_a = np.logical_or(dt_ig_a, np.logical_and(dtm_a == 0, np.repeat(a, n_t, 0)))
-            return {
-                "image_id": imgId,
-                "category_id": catId,
-                "aRng": aRng,
-                "maxDet": maxDet,
-                "dtIds": [d["id"] for d in dt],
-                "gtIds": [g["id"] for g in gt],
-                "dtMatches": dtm_a,
-                "gtMatches": gtm_a,
-                "dtScores": [d["score"] for d in dt],
-                "gtIgnore": np.array(gt_ig),
-                "dtIgnore": dt_ig_a,
-            }
-
-    return FastCOCOeval
-
-
 def coco_stats(
     annotations: Path, dets: list[dict], *, reference: bool = False, iou_type: str = "bbox"
 ) -> dict[str, float | None]:
-    """pycocotools bbox (or, with iou_type "segm", mask) stats (with the faster, identical
-    evaluateImg above unless `reference`); its printing goes nowhere (stdout carries progress
-    lines)."""
-    from pycocotools.coco import COCO
-    from pycocotools.cocoeval import COCOeval
-
+    """COCO bbox (or, with iou_type "segm", mask) stats, by faster-coco-eval's C++ COCOeval (the
+    same numbers as stock pycocotools, tests/runner/test_runner_coco_eval.py and
+    bench/coco_eval_speed.py; 1.2-7x faster there) or, with `reference`, by stock pycocotools.
+    `dets` is left as it is; the evaluators' printing goes nowhere (stdout carries progress lines)."""
     if iou_type == "segm":
         # without `bbox`, loadRes takes each detection's area and box from its mask
         dets = [{k: v for k, v in d.items() if k != "bbox"} for d in dets if "segmentation" in d]
+    else:
+        dets = [dict(d) for d in dets]  # loadRes adds keys to the dicts it is given
     if not dets:
         return dict.fromkeys(STAT_NAMES, 0.0)
-    cls = COCOeval if reference else _cocoeval_class()
+    if reference:
+        import pycocotools.coco
+        import pycocotools.cocoeval
+
+        coco, cocoeval = pycocotools.coco.COCO, pycocotools.cocoeval.COCOeval
+    else:
+        import faster_coco_eval
+
+        coco, cocoeval = faster_coco_eval.COCO, faster_coco_eval.COCOeval_faster
     with contextlib.redirect_stdout(io.StringIO()):
-        gt = COCO(str(annotations))
-        dt = gt.loadRes(dets)
-        ev = cls(gt, dt, iouType=iou_type)
+        gt = coco(str(annotations))
+        ev = cocoeval(gt, gt.loadRes(dets), iouType=iou_type)
         ev.evaluate()
         ev.accumulate()
         ev.summarize()
@@ -282,7 +187,7 @@ def evaluate_model(
     detections_out: Path | None = None,
 ) -> EvalResult:
     """AP of the exported model (and mask AP when it outputs masks). Throughput counts decoding,
-    inference and pycocotools, not the one-time predictor creation and warm-up run
+    inference and the COCO evaluation, not the one-time predictor creation and warm-up run
     (`setupSeconds`). With `detections_out`, the scored detections are also written there as a
     COCO results JSON (the dataset's own category ids), so a user can check or re-score them."""
     t_setup = time.monotonic()
