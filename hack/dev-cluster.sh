@@ -23,6 +23,7 @@ KUBECONFIG_FILE="$DEV_DIR/kubeconfig"
 OPERATOR_KUBECONFIG="$DEV_DIR/operator.kubeconfig"
 LOGS="$DEV_DIR/logs"
 STOP_TIMEOUT=20
+WAIT_TIMEOUT="${KSLIM_DEV_WAIT_TIMEOUT:-180}"  # seconds each wait below may take (raise on a slow machine)
 
 say() { echo "dev-cluster: $*" >&2; }
 die() { say "error: $*"; exit 1; }
@@ -64,6 +65,63 @@ stop_pid() {  # stop_pid NAME PID: SIGTERM, then SIGKILL after STOP_TIMEOUT seco
   fi
 }
 
+# ---- waiting: each wait polls a check until it passes, with a deadline and a clear message
+
+# wait_for WHAT LOG CHECK...: run CHECK until it exits 0. It exits 2 when waiting is pointless (the
+# process behind it died). Dies after WAIT_TIMEOUT seconds, or at once on 2, with LOG's tail.
+wait_for() {
+  local what=$1 log=$2 rc deadline=$((SECONDS + WAIT_TIMEOUT))
+  shift 2
+  while true; do
+    rc=0
+    "$@" || rc=$?
+    [ "$rc" -eq 0 ] && return 0
+    if [ "$rc" -eq 2 ] || [ "$SECONDS" -ge "$deadline" ]; then
+      if [ -n "$log" ] && [ -f "$log" ]; then tail -n 30 "$log" >&2 || true; fi
+      if [ "$rc" -eq 2 ]; then die "$what: its process exited (log: ${log:-none})"; fi
+      die "$what: not there after ${WAIT_TIMEOUT}s (log: ${log:-none}; a slow machine: KSLIM_DEV_WAIT_TIMEOUT=600)"
+    fi
+    sleep 0.5
+  done
+}
+
+# The API server serves and is ready, and the namespace `default` and its ServiceAccount exist (made
+# by the API server and the serviceaccount controller right after start; pods need the account).
+api_ready() {
+  kc get --raw=/readyz --request-timeout=5s >/dev/null 2>&1 &&
+    kc get serviceaccount default -n default --request-timeout=5s >/dev/null 2>&1
+}
+
+# Every CRD of crds/ is Established. Right after `apply` a CRD may have no conditions at all yet,
+# which `kubectl wait --for=condition=Established` turned into an error; here it is just "not yet".
+crds_established() {
+  local names name status
+  names=$(kc get -f crds/ -o name --request-timeout=5s 2>/dev/null) && [ -n "$names" ] || return 1
+  for name in $names; do
+    status=$(kc get "$name" --request-timeout=5s \
+      -o jsonpath='{.status.conditions[?(@.type=="Established")].status}' 2>/dev/null) || return 1
+    [ "$status" = True ] || return 1
+  done
+  kc get compressionjobs -A --request-timeout=5s >/dev/null 2>&1  # and served
+}
+
+node_ready() {
+  kubelet_pid >/dev/null || return 2
+  kc get node kslim-local --request-timeout=5s \
+    -o jsonpath='{.status.conditions[?(@.type=="Ready")].status}' 2>/dev/null | grep -q True
+}
+
+operator_ready() {  # its kslim_operator_ready gauge is 1 (set once Kopf has started it)
+  operator_pid >/dev/null || return 2
+  "$PY" - "$(cat "$DEV_DIR/metrics.port")" 2>/dev/null <<'PYEOF'
+import sys
+import urllib.request
+
+text = urllib.request.urlopen(f"http://127.0.0.1:{sys.argv[1]}/metrics", timeout=2).read().decode()
+sys.exit(0 if any(line.split() == ["kslim_operator_ready", "1.0"] for line in text.splitlines()) else 1)
+PYEOF
+}
+
 free_port() { "$PY" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
 
 start_background() {  # start_background NAME CMD...: own session, log in logs/NAME.log, pid in NAME.pid
@@ -85,7 +143,7 @@ start_control_plane() {
 configure_cluster() {  # idempotent; recorded in $DEV_DIR/configured once it all worked
   say "applying crds/ ..."
   kc apply --server-side --force-conflicts --field-manager=kslim-dev -f crds/ >/dev/null
-  kc wait --for=condition=Established --timeout=60s -f crds/ >/dev/null
+  wait_for "the CRDs (Established, served)" "$LOGS/kube-apiserver.log" crds_established
   say "installing the Helm chart (ServiceAccount, RBAC, Service; the operator runs as a local process) ..."
   # --skip-crds: crds/ at the top is the source (applied above). The operator runs as a local
   # process below, under the chart's ServiceAccount, so the chart's RBAC is what it gets; the
@@ -135,16 +193,7 @@ start_kubelet() {
   say "starting the local kubelet (runs runner pods as local processes) ..."
   start_background kubelet "$PY" tests/support/kubelet.py --kubeconfig "$KUBECONFIG_FILE" \
     --root "$DEV_DIR/kubelet" --runner-image "$RUNNER_IMAGE_REPOSITORY"
-  local waited=0
-  until kc get node kslim-local -o jsonpath='{.status.conditions[?(@.type=="Ready")].status}' 2>/dev/null \
-    | grep -q True; do
-    if ! kubelet_pid >/dev/null || [ "$waited" -ge 300 ]; then
-      tail -n 20 "$LOGS/kubelet.log" >&2 || true
-      die "the local kubelet did not register a Ready node (log: $LOGS/kubelet.log)"
-    fi
-    sleep 0.1
-    waited=$((waited + 1))
-  done
+  wait_for "the local kubelet (node kslim-local Ready)" "$LOGS/kubelet.log" node_ready
 }
 
 start_operator() {
@@ -160,16 +209,7 @@ start_operator() {
     KSLIM_OPERATOR_HEALTH_PORT="$health" \
     "$PY" -m kslim_operator
   echo "$metrics" >"$DEV_DIR/metrics.port"
-  local waited=0
-  until "$PY" -c "import urllib.request as u; u.urlopen('http://127.0.0.1:$metrics/metrics', timeout=1)" \
-    2>/dev/null; do
-    if ! operator_pid >/dev/null || [ "$waited" -ge 600 ]; then
-      tail -n 30 "$LOGS/operator.log" >&2 || true
-      die "the operator did not come up (log: $LOGS/operator.log)"
-    fi
-    sleep 0.1
-    waited=$((waited + 1))
-  done
+  wait_for "the operator (kslim_operator_ready 1)" "$LOGS/operator.log" operator_ready
 }
 
 usage() {
@@ -204,6 +244,7 @@ cmd_up() {
     start_control_plane
     started=1
   fi
+  wait_for "the API server (/readyz, namespace default and its ServiceAccount)" "$LOGS/kube-apiserver.log" api_ready
   if [ ! -f "$DEV_DIR/configured" ]; then configure_cluster; started=1; fi
   if kubelet_pid >/dev/null; then say "local kubelet already running (pid $(kubelet_pid))"; else start_kubelet; started=1; fi
   if operator_pid >/dev/null; then say "operator already running (pid $(operator_pid))"; else start_operator; started=1; fi

@@ -66,8 +66,8 @@ def _message(err: Any) -> str:
         and not isinstance(err["input"], bool)
     ):
         return (
-            f'decimals are strings in this API (Kubernetes spec has no floats): write "{err["input"]}" '
-            f"(got {err['input']!r})"
+            "decimals are strings in this API (Kubernetes spec has no floats): quote the value, "
+            f'write "{err["input"]}" (got the number {err["input"]!r})'
         )
     if kind == "value_error" and "error" in ctx:
         return str(ctx["error"])

@@ -53,8 +53,6 @@ CATEGORIES = ["kslim"]
 #: Longest CompressionJob name: the operator names the Job after it, and the Job's name is a pod label
 #: value (at most 63 characters).
 MAX_NAME_LENGTH = 63
-#: Kueue's queue label; put it on the CompressionJob and the operator copies it onto the Job.
-KUEUE_QUEUE_LABEL = "kueue.x-k8s.io/queue-name"
 
 # --- schema helpers ---------------------------------------------------------------------------------
 
@@ -950,7 +948,6 @@ class StrategyStep(Spec):
         return next(n for n in METHODS if getattr(self, n) is not None)
 
 
-TRAINING_METHODS = frozenset({"prune", "distill", "qat", "sparsify"})
 QUANT_METHODS = frozenset({"qat", "ptq"})
 
 
@@ -966,16 +963,6 @@ def sparsify_is_last(methods: Iterable[str]) -> bool:
     them: zero quantizes to zero)."""
     ms = list(methods)
     return all(n == "ptq" for i, m in enumerate(ms) if m == "sparsify" for n in ms[i + 1 :])
-
-
-def check_step_order(methods: list[str]) -> None:
-    """Reject chains that make no sense; raise ValueError saying why."""
-    for i, m in enumerate(methods[:-1]):
-        if m in QUANT_METHODS:
-            raise ValueError(
-                f"strategy[{i}] is {m}: quantization must be the last step (nothing can train, prune or "
-                f"re-quantize a quantized model); move {methods[i + 1]} before it"
-            )
 
 
 # --- evaluation, benchmark, export, gate --------------------------------------------------------------

@@ -9,10 +9,11 @@ from __future__ import annotations
 import datetime
 import json
 import os
+import re
 import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any, ClassVar, TextIO
 
 import yaml
 from pydantic import ValidationError
@@ -55,9 +56,67 @@ def _read(source: str | os.PathLike[str]) -> tuple[str, str]:
         raise InvalidJobError([FieldError("", f"cannot read ({exc.strerror})")], str(path)) from None
 
 
+# --- YAML as kubectl reads it ------------------------------------------------------------------------
+# kubectl (sigs.k8s.io/yaml, go-yaml v2) and PyYAML (YAML 1.1) disagree on some plain scalars:
+# `1e-4` and `1e3` are numbers to kubectl and strings to PyYAML, `y`/`n` booleans to kubectl only,
+# `1:20` an integer (sexagesimal) and `2024-01-01` a date to PyYAML only. Job files are read the
+# way kubectl reads them, so `kslim validate` and the API server see the same values.
+_FLOAT = "tag:yaml.org,2002:float"
+_INT = "tag:yaml.org,2002:int"
+_BOOL = "tag:yaml.org,2002:bool"
+_TIMESTAMP = "tag:yaml.org,2002:timestamp"
+_BOOLS = "y|Y|yes|Yes|YES|n|N|no|No|NO|true|True|TRUE|false|False|FALSE|on|On|ON|off|Off|OFF"
+_INTS = r"[-+]?0b[0-1_]+|[-+]?0o?[0-7_]+|[-+]?(?:0|[1-9][0-9_]*)|[-+]?0x[0-9a-fA-F_]+"
+_FLOATS = (
+    r"(?=[^.eE]*[.eE])[-+]?(?:[0-9][0-9_]*(?:\.[0-9_]*)?|\.[0-9_]+)(?:[eE][-+]?[0-9]+)?"
+    r"|[-+]?\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN)"
+)
+_KUBE_SCALARS = (
+    (_BOOL, re.compile(f"^(?:{_BOOLS})$"), "yYnNtTfFoO"),
+    (_INT, re.compile(f"^(?:{_INTS})$"), "-+0123456789"),
+    (_FLOAT, re.compile(f"^(?:{_FLOATS})$"), "-+0123456789."),
+)
+
+
+def _kube_resolvers(cls: type[yaml.SafeLoader] | type[yaml.SafeDumper]) -> None:
+    replaced = {_FLOAT, _INT, _BOOL, _TIMESTAMP}
+    cls.yaml_implicit_resolvers = {
+        first: [(tag, rx) for tag, rx in resolvers if tag not in replaced]
+        for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+    }
+    for tag, regexp, first in _KUBE_SCALARS:
+        cls.add_implicit_resolver(tag, regexp, list(first))
+
+
+class KubeYAMLLoader(yaml.SafeLoader):
+    """PyYAML's safe loader reading plain scalars the way kubectl does."""
+
+    bool_values: ClassVar[dict[str, bool]] = {**yaml.SafeLoader.bool_values, "y": True, "n": False}
+
+
+class KubeYAMLDumper(yaml.SafeDumper):
+    """PyYAML's safe dumper quoting every string kubectl would read as something else (`"1e-4"`)."""
+
+
+_kube_resolvers(KubeYAMLLoader)
+_kube_resolvers(KubeYAMLDumper)
+
+
+def _as_the_api_server_sees_it(value: Any) -> Any:
+    """`160.0` is an integer to the API server (JSON has one number type), and a field set to null is
+    pruned before defaulting (no field of the schema is nullable); pydantic's strict mode does neither."""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, dict):
+        return {k: _as_the_api_server_sees_it(v) for k, v in value.items() if v is not None}
+    if isinstance(value, list):
+        return [_as_the_api_server_sees_it(v) for v in value]
+    return value
+
+
 def _parse_yaml(text: str, name: str) -> Any:
     try:
-        docs = [d for d in yaml.safe_load_all(text) if d is not None]
+        docs = [d for d in yaml.load_all(text, Loader=KubeYAMLLoader) if d is not None]
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
@@ -94,7 +153,7 @@ def load_job(source: JobSource) -> CompressionJob:
     try:
         # Strict, through JSON: the same types the API server accepts ("3" is not an integer, "yes"
         # not a boolean) while enums still take their string values.
-        as_json = json.dumps(data, default=_json_default)
+        as_json = json.dumps(_as_the_api_server_sees_it(data), default=_json_default)
         return CompressionJob.model_validate_json(as_json, strict=True, by_alias=True, by_name=False)
     except ValidationError as exc:
         raise InvalidJobError(field_errors(exc), name) from None

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from kslim_api.status import ConditionType
+from kslim_api.uris import redact
 
 # The types are the schema's (kslim_api.status.ConditionType); plain strings here for dict keys.
 ACCEPTED = ConditionType.ACCEPTED.value
@@ -67,7 +68,7 @@ def merge(
             if flipped or not old or not old.get("lastTransitionTime")
             else old["lastTransitionTime"],
             "reason": want.reason,
-            "message": want.message[:MAX_MESSAGE],
+            "message": redact(want.message)[:MAX_MESSAGE],  # like status.message: no user:pass@
         }
     rank = {t: i for i, t in enumerate(ORDER)}
     return sorted(by_type.values(), key=lambda c: (rank.get(c["type"], len(ORDER)), c["type"]))

@@ -141,3 +141,17 @@ def test_invalid_spec_status() -> None:
     accepted = cond.find(st["conditions"], "Accepted")
     assert accepted is not None and accepted["status"] == "False" and accepted["reason"] == "InvalidSpec"
     assert cond.find(st["conditions"], "Failed")["reason"] == "InvalidSpec"  # type: ignore[index]
+
+
+def test_condition_messages_are_redacted_like_the_status_message() -> None:
+    secret = "cannot fetch https://user:s3cret@host/w.pdparams (401); also s3://key:k2@bucket/x"
+    for st in (
+        _status(Observation("Failed", "StorageAccessDenied", secret, terminal=True)),
+        _status(Observation("Running", "Running", secret)),
+        invalid_spec_status({}, secret, 1, T1),
+    ):
+        messages = [st["message"], *(c["message"] for c in st["conditions"])]
+        assert all("s3cret" not in m and "k2" not in m for m in messages), messages
+        assert any("https://***@host/w.pdparams" in c["message"] for c in st["conditions"])
+    merged = cond.merge(None, [cond.Desired("Failed", True, "X", "s3://a:b@bucket")], generation=1, now=T1)
+    assert merged[0]["message"] == "s3://***@bucket"

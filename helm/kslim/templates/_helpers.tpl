@@ -40,12 +40,14 @@ app.kubernetes.io/part-of: kslim
 
 {{/* Rules the operator needs in every namespace it watches. No wildcards. */}}
 {{- define "kslim.namespacedRules" -}}
+# Every verb here is used by a code path (tests/helm/test_rbac.py): list/watch by Kopf's watches
+# and indexes, the rest by operator/kslim_operator/kube.py.
 - apiGroups: ["kslim.dev"]
   resources: ["compressionjobs"]
-  verbs: ["get", "list", "watch", "patch", "update"]
+  verbs: ["list", "watch"]
 - apiGroups: ["kslim.dev"]
   resources: ["compressionjobs/status"]
-  verbs: ["get", "patch", "update"]
+  verbs: ["patch"]
 - apiGroups: ["batch"]
   resources: ["jobs"]
   verbs: ["get", "list", "watch", "create", "patch", "delete"]
@@ -54,15 +56,16 @@ app.kubernetes.io/part-of: kslim
   verbs: ["create"]
 - apiGroups: [""]
   resources: ["pods"]
-  verbs: ["get", "list", "watch"]
+  verbs: ["list", "watch"]
 - apiGroups: [""]
   resources: ["pods/log"]
   verbs: ["get"]
 - apiGroups: [""]
   resources: ["persistentvolumeclaims"]
   verbs: ["get"]
-# list: a Job's FailedCreate Events (why it has no pod), and whether a job's JobCreated Event exists
-- apiGroups: ["", "events.k8s.io"]
+# create: Kopf posts the CompressionJob's Events (core/v1); list: a Job's FailedCreate Events (why it
+# has no pod), and whether a job's JobCreated Event exists
+- apiGroups: [""]
   resources: ["events"]
-  verbs: ["create", "patch", "list"]
+  verbs: ["create", "list"]
 {{- end -}}
