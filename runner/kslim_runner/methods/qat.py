@@ -8,9 +8,10 @@ quantizes it alike (QATTask)."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -40,6 +41,7 @@ from kslim_runner.pipeline.models import build_model, is_zoo, load_row_model, lo
 from kslim_runner.pipeline.state import Row
 from kslim_runner.train.distributed import DetectionTask, detection_task
 from kslim_runner.train.loop import LossFn, default_loss
+from kslim_runner.zoo.export import convert_to_deploy
 from kslim_runner.zoo.export import export_model as export_zoo
 
 LAYER_TYPES: dict[str, type[nn.Layer]] = {"Conv2D": nn.Conv2D, "Linear": nn.Linear}
@@ -69,7 +71,10 @@ def quantize(det: Detector, config: dict[str, Any]) -> tuple[nn.Layer, QAT]:
     """Insert fake-quant layers into det, in place; returns the layer to export. A built-in detector
     is quantized through its export wrapper (PACT's export path rebuilds the model from a copy, so
     the wrapper must be inside it); a PaddleDetection model is its own export layer, as in
-    PaddleDetection's QAT."""
+    PaddleDetection's QAT, and is put in its deploy form first, as there (RepVGG blocks as one conv:
+    the conv that is exported is the one fine-tuned and quantized)."""
+    if is_zoo(det):
+        convert_to_deploy(det)
     wrapper = det if is_zoo(det) else ExportModel(det)
     quanter = QAT(config=config)
     quanter.quantize(wrapper)
@@ -106,6 +111,45 @@ def check_qat(ctx: RunContext, cfg: QATStep) -> None:
         )
 
 
+class _Doubled(nn.Layer):
+    """layer(x) * 2, for a layer whose weight export_quantized halved."""
+
+    def __init__(self, layer: nn.Layer) -> None:
+        super().__init__()
+        self.layer = layer
+
+    def forward(self, x: paddle.Tensor) -> paddle.Tensor:
+        return self.layer(x) * 2.0
+
+
+@contextlib.contextmanager
+def integer_weights_halved(model: nn.Layer) -> Iterator[int]:
+    """While exporting: each float conv or linear layer left out of quantization (`skip_quant`, like
+    PP-YOLOE's DFL projection `proj_conv`, weights 0, 1, ..., reg_max) whose weights are all whole
+    numbers computes with its weights halved and its output doubled, the same result exactly (powers
+    of two). Paddle Inference's oneDNN int8 pass takes a whole-number fp32 weight of a quantized
+    (quantize/dequantize_linear) model for an int8 one and, finding no scale for it, fails to build
+    the predictor ("Could not find threshold information for [conv2d_N.w_0]"). Yields how many were
+    changed; the model is restored afterwards."""
+    changed: list[tuple[nn.Layer, str, nn.Layer]] = []
+    for parent in [model, *model.sublayers()]:
+        for name, child in list(parent.named_children()):
+            if type(child) not in (nn.Conv2D, nn.Linear):
+                continue
+            w = child.weight
+            if not bool(paddle.all(w == paddle.floor(w))) or not bool(paddle.any(w != 0)):
+                continue
+            w.set_value(w * 0.5)
+            setattr(parent, name, _Doubled(child))
+            changed.append((parent, name, child))
+    try:
+        yield len(changed)
+    finally:
+        for parent, name, child in changed:
+            setattr(parent, name, child)
+            child.weight.set_value(child.weight * 2.0)
+
+
 def export_quantized(wrapper: nn.Layer, quanter: QAT, out_dir: Path, labels: list[str]) -> Path:
     """out_dir/{model.pdmodel, model.pdiparams, infer_cfg.yml}, written to a temp folder then renamed."""
     if is_zoo(wrapper):
@@ -114,7 +158,8 @@ def export_quantized(wrapper: nn.Layer, quanter: QAT, out_dir: Path, labels: lis
             quanter.save_quantized_model(layer, prefix, input_spec=spec)
 
         try:
-            return export_zoo(wrapper, out_dir, labels, save=save)
+            with integer_weights_halved(wrapper):
+                return export_zoo(wrapper, out_dir, labels, save=save)
         finally:
             paddle.disable_static()  # PaddleSlim's PACT export path leaves static mode on
     assert isinstance(wrapper, ExportModel)

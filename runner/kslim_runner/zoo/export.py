@@ -47,20 +47,34 @@ def _check_exportable(arch: str) -> None:
         )
 
 
-def prepare_for_export(model: nn.Layer, quantized: bool = False) -> None:
+def convert_to_deploy(model: nn.Layer) -> None:
+    """Re-parameterised blocks (PP-YOLOE's RepVGG blocks) in their deploy form, once: one conv in
+    place of the branches. Done before quantizing too, as PaddleDetection's QAT does: the branch form
+    traces its `if self.alpha` (a tensor) into conditional blocks, which PaddleSlim's quantized save
+    cannot write consistently (the .pdiparams then does not match the program). A parameter a
+    converted block keeps but no longer uses (RepVGG's alpha) is frozen, so training and DataParallel
+    see only parameters the forward uses."""
+    if getattr(model, "_kslim_deploy_form", False):
+        return
+    # layers made here are named outside build_model's unique-name scope: a prefix keeps them from
+    # reusing the model's names (conv2d_N.w_0), which the traced program would then share between
+    # two different weights
+    with paddle.utils.unique_name.guard("deploy_"):
+        for layer in model.sublayers():
+            if hasattr(layer, "convert_to_deploy"):
+                layer.convert_to_deploy()
+                for param in layer.parameters(include_sublayers=False):
+                    param.stop_gradient = True
+    model._kslim_deploy_form = True
+
+
+def prepare_for_export(model: nn.Layer) -> None:
     """What PaddleDetection sets before tracing: deploy forms of re-parameterised blocks, post-processing
     and NMS in the graph."""
     model.eval()
     if hasattr(model, "deploy"):
         model.deploy = True
-    if not quantized:
-        # layers made here (PP-YOLOE's RepVGG blocks) are named outside build_model's unique-name
-        # scope: a prefix keeps them from reusing the model's names (conv2d_N.w_0), which the traced
-        # program would then share between two different weights
-        with paddle.utils.unique_name.guard("deploy_"):
-            for layer in model.sublayers():
-                if hasattr(layer, "convert_to_deploy"):
-                    layer.convert_to_deploy()
+    convert_to_deploy(model)
     if hasattr(model, "export_post_process"):
         model.export_post_process = True
     if hasattr(model, "export_nms"):
@@ -116,7 +130,7 @@ def export_model(
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     was_training = model.training
-    prepare_for_export(model, quantized=save is not None)
+    prepare_for_export(model)
     shape = image_shape(cfg)
     meta = infer_cfg(source, cfg, model, labels, tmp)
     spec = [
