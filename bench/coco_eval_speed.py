@@ -15,8 +15,6 @@ fields and the six AR ones); `runner |d|` the same for kslim_runner.measure.coco
 from __future__ import annotations
 
 import argparse
-import contextlib
-import io
 import json
 import os
 import platform
@@ -30,7 +28,7 @@ from typing import Any
 import kslim_runner  # noqa: F401  (zlib before paddle)
 import numpy as np
 from kslim_runner.data.synth import SynthConfig, generate
-from kslim_runner.measure.coco_eval import STAT_NAMES, coco_stats
+from kslim_runner.measure.coco_eval import STAT_NAMES, coco_stats, evaluator_stats
 
 TOLERANCE = 1e-6
 
@@ -143,13 +141,7 @@ def _score(coco: type, cocoeval: type, annotations: Path, dets: list[dict], iou_
         dets = [{k: v for k, v in d.items() if k != "bbox"} for d in dets]
     else:
         dets = [{k: v for k, v in d.items() if k != "segmentation"} for d in dets]
-    with contextlib.redirect_stdout(io.StringIO()):
-        gt = coco(str(annotations))
-        ev = cocoeval(gt, gt.loadRes(dets), iouType=iou_type)
-        ev.evaluate()
-        ev.accumulate()
-        ev.summarize()
-    return np.asarray(ev.stats[:12], dtype=np.float64)
+    return evaluator_stats(coco, cocoeval, annotations, dets, iou_type)
 
 
 def timed(fn: Callable[..., np.ndarray], *args: Any) -> tuple[float, np.ndarray]:

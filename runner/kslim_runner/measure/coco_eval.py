@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from paddle import inference
@@ -164,16 +165,24 @@ def coco_stats(
         import faster_coco_eval
 
         coco, cocoeval = faster_coco_eval.COCO, faster_coco_eval.COCOeval_faster
+    stats = evaluator_stats(coco, cocoeval, annotations, dets, iou_type)
+    return {
+        name: (None if v < 0 else round(float(v), 6)) for name, v in zip(STAT_NAMES, stats[:6], strict=True)
+    }
+
+
+def evaluator_stats(
+    coco: Any, cocoeval: Any, annotations: Path, dets: list[dict], iou_type: str
+) -> np.ndarray:
+    """The 12 stats of a COCOeval implementation (`coco`, `cocoeval`: pycocotools' or
+    faster-coco-eval's classes) on detections ready for loadRes; their printing goes nowhere."""
     with contextlib.redirect_stdout(io.StringIO()):
         gt = coco(str(annotations))
         ev = cocoeval(gt, gt.loadRes(dets), iouType=iou_type)
         ev.evaluate()
         ev.accumulate()
         ev.summarize()
-    return {
-        name: (None if v < 0 else round(float(v), 6))
-        for name, v in zip(STAT_NAMES, ev.stats[:6], strict=True)
-    }
+    return np.asarray(ev.stats[:12], dtype=np.float64)
 
 
 def evaluate_model(
