@@ -20,6 +20,12 @@ help: ## Show this help.
 
 ##@ Quick start
 
+.PHONY: quickstart-weights
+quickstart-weights: venv ## Retrain the quick start's starting weights (kslim://pretrained/..., ~1 h on 2 cores).
+	$(VENV)/bin/kslim run examples/quickstart-pretrain.yaml --output .kslim/quickstart-pretrain
+	$(PY) hack/install_pretrained.py .kslim/quickstart-pretrain/stages/baseline/model.pdparams \
+		shapes-yolov3-mobilenet-v1-x0.25
+
 .PHONY: demo
 demo: venv ## Run the quick-start CompressionJob locally (no cluster) and print the result table.
 	$(VENV)/bin/kslim run examples/quickstart.yaml --output .kslim/demo
@@ -101,3 +107,11 @@ bench-compression: venv ## Every compression technique as a real job against a t
 .PHONY: bench-gpu
 bench-gpu: venv ## TensorRT fp32/fp16/int8 latency of bench-compression's models (GPU build and a GPU needed).
 	$(PY) bench/gpu_inference.py
+
+.PHONY: bench-operator
+bench-operator: venv testbin ## Operator speed and memory on the test control plane (a burst of CompressionJobs).
+	PYTHONPATH=tests:tests/operator $(PY) bench/operator.py
+
+.PHONY: bench-storage
+bench-storage: venv s3server ## Dataset download from the local S3 server vs a plain file copy.
+	PYTHONPATH=tests $(PY) bench/storage.py

@@ -62,18 +62,22 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
 
     import paddle
-    from kslim_runner.data.coco import load_coco
-    from kslim_runner.data.synth import SynthConfig, generate
-    from kslim_runner.data.transforms import AugmentConfig
-    from kslim_runner.device import use_cpu_threads
-    from kslim_runner.measure.coco_eval import evaluate_model
-    from kslim_runner.measure.cost import model_cost
-    from kslim_runner.measure.latency import measure_latency
-    from kslim_runner.measure.predictor import PredictorOptions
-    from kslim_runner.models import DetectorConfig, build_detector
-    from kslim_runner.models.export import export_detector
-    from kslim_runner.train.config import TrainConfig
-    from kslim_runner.train.loop import train_detector
+    from kslim_runner.api import (
+        AugmentConfig,
+        DetectorConfig,
+        PredictorOptions,
+        SynthConfig,
+        TrainConfig,
+        build_detector,
+        evaluate_model,
+        export_detector,
+        generate,
+        load_coco,
+        measure_latency,
+        model_cost,
+        train_detector,
+        use_cpu_threads,
+    )
 
     threads = use_cpu_threads()
     processes = args.processes or threads

@@ -27,8 +27,7 @@ from typing import Any
 
 import kslim_runner  # noqa: F401  (zlib before paddle)
 import numpy as np
-from kslim_runner.data.synth import SynthConfig, generate
-from kslim_runner.measure.coco_eval import STAT_NAMES, coco_stats, evaluator_stats
+from kslim_runner.api import STAT_NAMES, SynthConfig, coco_stats, evaluator_stats, generate
 
 TOLERANCE = 1e-6
 
@@ -93,7 +92,8 @@ def _det(img: int, cat: int, bbox: list[float], polys: list[list[float]], score:
 
 
 def branchy_gt(rng: np.random.Generator, images: int, cats: int) -> dict:
-    """Crowds (10%), tiny to huge objects (every area range), every 7th image without objects."""
+    """Crowds (10%), tiny to huge objects (every area range), every 7th image without objects
+    (tests/runner/test_runner_coco_eval.py checks the evaluator on it too)."""
     gt: dict[str, Any] = {
         "images": [],
         "annotations": [],

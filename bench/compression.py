@@ -118,13 +118,14 @@ def job(
 def run_job(work: Path, name: str, doc: dict[str, Any]) -> dict[str, Any]:
     """Run one job in-process (job file work/<name>.yaml, so file://data/... is work/data; output
     and log in work/<name>/); returns its report.json."""
-    from kslim_runner.run import run_command
+    from kslim_api.contract import NO_TQDM_ENV, TERMINATION_MESSAGE_PATH_ENV
+    from kslim_runner.api import run_command
 
     path, folder = work / f"{name}.yaml", work / name
     folder.mkdir(parents=True, exist_ok=True)
     path.write_text(yaml.safe_dump(doc, sort_keys=False))
-    os.environ["KSLIM_TERMINATION_MESSAGE_PATH"] = str(folder / "termination-log")
-    os.environ["KSLIM_NO_TQDM"] = "1"
+    os.environ[TERMINATION_MESSAGE_PATH_ENV] = str(folder / "termination-log")
+    os.environ[NO_TQDM_ENV] = "1"
     t0 = time.monotonic()
     with (folder / "run.log").open("w") as log, contextlib.redirect_stdout(log):
         code = run_command(str(path), output=str(folder / "out"))
@@ -189,7 +190,7 @@ def judge(row: dict[str, Any]) -> dict[str, bool]:
 
 
 def make_data(work: Path, train: int, val: int, seed: int) -> None:
-    from kslim_runner.data.synth import SynthConfig, generate
+    from kslim_runner.api import SynthConfig, generate
 
     for split, n in (("train", train), ("val", val)):
         folder = work / "data" / split
@@ -200,7 +201,7 @@ def make_data(work: Path, train: int, val: int, seed: int) -> None:
 def init_weights(work: Path, seed: int) -> str:
     """The baseline's initial weights (seed as the baseline stage seeds them), for the distilled student."""
     import paddle
-    from kslim_runner.models import DetectorConfig, build_detector
+    from kslim_runner.api import DetectorConfig, build_detector
 
     path = work / "init.pdparams"
     paddle.seed(seed)

@@ -29,8 +29,7 @@ DEFAULT_WORK = ".kslim/bench/compression/budget1-n2000-200-s0"
 
 def usable_gpu() -> str:
     """The GPUs' description, or a DeviceError saying why this machine cannot run the benchmark."""
-    from kslim_runner.device import decide_device, probe
-    from kslim_runner.errors import DeviceError
+    from kslim_runner.api import DeviceError, decide_device, probe
 
     compiled, gpus = probe()
     if not compiled:
@@ -44,7 +43,7 @@ def usable_gpu() -> str:
 
 def variants(work: Path, gpu: int) -> list[tuple[str, Path, Any]]:
     """(row label, model folder, predictor options) of every row whose model exists."""
-    from kslim_runner.measure.predictor import PredictorOptions
+    from kslim_runner.api import PredictorOptions
 
     base = work / BASELINE_MODEL
     if not (base / "model.pdmodel").is_file():
@@ -74,8 +73,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--results", default=str(HERE / "results" / "gpu_inference.json"))
     args = ap.parse_args(argv)
 
-    from kslim_runner.errors import DeviceError
-    from kslim_runner.measure.latency import compare_latency
+    from kslim_runner.api import DeviceError, compare_latency
 
     try:
         gpus = usable_gpu()

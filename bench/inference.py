@@ -22,7 +22,6 @@ import json
 import os
 import platform
 import re
-import shutil
 import subprocess
 import sys
 import time
@@ -48,10 +47,15 @@ def load() -> list[float]:
 def eval_rows(work: Path, reps: int, batch: int, threads: int) -> list[dict[str, Any]]:
     """The runner's evaluation (evaluate_model) of the baseline, repeated; and, alternating with it,
     the same detections scored by stock pycocotools (the evaluator before this benchmark)."""
-    from kslim_runner.data.coco import load_coco
-    from kslim_runner.measure.coco_eval import coco_stats, evaluate_model, predict
-    from kslim_runner.measure.predictor import PredictorOptions, create_predictor
-    from kslim_runner.measure.program import model_files
+    from kslim_runner.api import (
+        PredictorOptions,
+        coco_stats,
+        create_predictor,
+        evaluate_model,
+        load_coco,
+        model_files,
+        predict,
+    )
 
     model = work / BASELINE_MODEL
     val = load_coco(work / "data/val/annotations.json", work / "data/val/images", 3)
@@ -110,13 +114,11 @@ def kernel_ms(model: Path, precision: str, threads: int, runs: int = 30) -> floa
 
 
 def child_kernels(model: str, precision: str, threads: int, runs: int) -> None:
-    from kslim_runner.measure.latency import _inputs
-    from kslim_runner.measure.predictor import PredictorOptions, create_predictor, run_detector
-    from kslim_runner.measure.program import model_files
+    from kslim_runner.api import PredictorOptions, create_predictor, latency_inputs, model_files, run_detector
 
     opts = PredictorOptions(precision=precision, threads=threads)
     predictor = create_predictor(model_files(Path(model)), opts)
-    inputs = _inputs(Path(model), 1, None)
+    inputs = latency_inputs(Path(model), 1)
     for _ in range(10):
         run_detector(predictor, *inputs)
     print("=====MARK", flush=True)
@@ -149,14 +151,10 @@ def at_input_size(model: dict[str, Any], size: int) -> dict[str, Any]:
 def export_row_at(work: Path, export: str, size: int, dest: Path) -> Path:
     """A job row's trained weights exported again at `size` px: fp32 rows as a float model, QAT rows
     quantized alike and exported int8, as the job itself does at its own input size."""
-    from kslim_runner.methods.qat import export_quantized, rebuild_quantized
-    from kslim_runner.models.export import export_detector
-    from kslim_runner.pipeline.methods import load_methods
-    from kslim_runner.pipeline.models import load_row_model
+    from kslim_runner.api import export_detector, export_quantized, load_row_model, rebuild_quantized
 
     if (dest / "model.pdmodel").is_file():
         return dest
-    load_methods()  # each method's descriptor rebuilds the models its rows record
     model, labels, path_of = row_recipe(work, export)
     if model["kind"] == "qat":
         return export_quantized(*rebuild_quantized(at_input_size(model, size), path_of), dest, labels)
@@ -164,39 +162,15 @@ def export_row_at(work: Path, export: str, size: int, dest: Path) -> Path:
 
 
 def ptq_at(work: Path, fp32: Path, dest: Path) -> Path:
-    """PTQ (hist, 10 batches of 8 training images) of an fp32 export, like the bench's PTQ row."""
-    import paddle
-    from kslim_runner.data.coco import load_coco
-    from kslim_runner.measure.preprocess import load_preprocess
-    from kslim_runner.measure.program import model_files
-    from kslim_runner.methods.calibration import calibration_loader, feed_vars
-    from paddleslim.quant import quant_post_static
+    """PTQ (hist, 10 batches of 8 training images) of an fp32 export, like the bench's PTQ row: the
+    runner's own PTQ (what a ptq step runs)."""
+    from kslim_api.v1alpha1 import PTQStep
+    from kslim_runner.api import load_coco, quantize_post_training
 
     if (dest / "model.pdmodel").is_file():
         return dest
-    files = model_files(fp32)
     train = load_coco(work / "data/train/annotations.json", work / "data/train/images", 3)
-    feeds, pre = feed_vars(files), load_preprocess(fp32)  # before static mode: they toggle it
-    scope = paddle.static.Scope()
-    paddle.enable_static()
-    try:
-        with paddle.static.scope_guard(scope):
-            quant_post_static(
-                executor=paddle.static.Executor(paddle.CPUPlace()),
-                model_dir=str(fp32),
-                quantize_model_path=str(dest),
-                data_loader=calibration_loader(feeds, pre, train, 8, 10, 0),
-                model_filename=files.model.name,
-                params_filename=files.params.name,
-                batch_size=8,
-                batch_nums=10,
-                scope=scope,
-                algo="hist",
-                onnx_format=True,
-            )
-    finally:
-        paddle.disable_static()
-    shutil.copy(fp32 / "infer_cfg.yml", dest / "infer_cfg.yml")
+    quantize_post_training(fp32, dest, train, PTQStep(algo="hist", batch_num=10, batch_size=8), seed=0)
     return dest
 
 
@@ -220,9 +194,7 @@ def latency_rows(
 ) -> list[dict[str, Any]]:
     """Each model (path, precision; the first is the fp32 reference), timed in alternating rounds
     at batch 1."""
-    from kslim_runner.measure.cost import model_cost
-    from kslim_runner.measure.latency import compare_latency
-    from kslim_runner.measure.predictor import PredictorOptions
+    from kslim_runner.api import PredictorOptions, compare_latency, model_cost
 
     names = list(models)
     precs = [models[n][1] for n in names]

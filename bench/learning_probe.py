@@ -120,13 +120,19 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
 
     import paddle
-    from kslim_runner.data.coco import load_coco, read_image
-    from kslim_runner.data.synth import SynthConfig, generate
-    from kslim_runner.data.transforms import AugmentConfig, train_transform
-    from kslim_runner.models import DetectorConfig, build_detector
-    from kslim_runner.models.yolov3 import ANCHOR_MASKS
-    from kslim_runner.train.config import TrainConfig
-    from kslim_runner.train.optim import build_optimizer
+    from kslim_runner.api import (
+        ANCHOR_MASKS,
+        AugmentConfig,
+        DetectorConfig,
+        SynthConfig,
+        TrainConfig,
+        build_detector,
+        build_optimizer,
+        generate,
+        load_coco,
+        read_image,
+        train_transform,
+    )
 
     size, classes = 160, 3
     out = Path(args.out).absolute()

@@ -28,7 +28,7 @@ CHILD = r"""
 import json, time
 import kslim_runner  # zlib first; keeps an MKL_DEBUG_CPU_TYPE that is already set, even empty
 import paddle
-from kslim_runner.models import DetectorConfig, build_detector
+from kslim_runner.api import DetectorConfig, build_detector
 
 paddle.base.core.set_num_threads(1)
 x = paddle.randn([8, 128, 20, 20])

@@ -18,9 +18,7 @@ from typing import Any
 
 import kslim_runner  # noqa: F401  (before paddle)
 import paddle
-from kslim_runner.zoo.build import build_model, sample_inputs
-from kslim_runner.zoo.config import SHORTHAND_DIR, ZooSource
-from kslim_runner.zoo.export import export_model
+from kslim_runner.api import SHORTHAND_DIR, ZooSource, build_model, export_model, sample_inputs
 from paddle import nn
 from paddleslim.nas.ofa import OFA, RunConfig, utils
 from paddleslim.nas.ofa.convert_super import Convert, supernet

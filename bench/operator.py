@@ -2,7 +2,8 @@
 kube-controller-manager, built by hack/testbin.sh), with the operator as its own process
 (`python -m kslim_operator`, default settings) and a fake kubelet writing pod status.
 
-    python bench/operator.py [--jobs 200] [--rss-jobs 1000]
+    PYTHONPATH=tests:tests/operator python bench/operator.py [--jobs 200] [--rss-jobs 1000]
+                                                                          (or: make bench-operator)
 
 Measures:
 - a burst of --jobs CompressionJobs: time until every one has its Job; apply -> Job p50/p99;
@@ -32,15 +33,20 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(ROOT / "tests"), str(ROOT / "tests" / "operator")]
+from kubernetes import client, config
+from kubernetes.watch.watch import iter_resp_lines
 
-from cj_samples import cj_body, report_text, with_spec  # noqa: E402
-from fakelet import FakeKubelet  # noqa: E402
-from kubernetes import client, config  # noqa: E402
-from kubernetes.watch.watch import iter_resp_lines  # noqa: E402
-from support import kube  # noqa: E402
-from support.controlplane import ControlPlane  # noqa: E402
+try:  # the test tools (control plane, fake kubelet, sample CRs) are not a package of their own
+    from cj_samples import cj_body, report_text, with_spec
+    from fakelet import FakeKubelet
+    from support import kube
+    from support.controlplane import ControlPlane
+except ModuleNotFoundError as error:
+    raise SystemExit(
+        "bench/operator.py needs the test tools: PYTHONPATH=tests:tests/operator python bench/operator.py"
+    ) from error
+
+ROOT = Path(__file__).resolve().parents[1]
 
 NAMESPACE = "bench"
 GROUP, VERSION, PLURAL = "kslim.dev", "v1alpha1", "compressionjobs"
@@ -322,7 +328,7 @@ def write_docs(r: dict[str, Any], path: Path) -> None:
             DOC_BEGIN,
             "## Operator",
             "",
-            "`python bench/operator.py` on the test control plane (etcd, kube-apiserver,",
+            "`make bench-operator` (bench/operator.py) on the test control plane (etcd, kube-apiserver,",
             "kube-controller-manager from hack/testbin.sh), the operator as its own process with default",
             f"settings, a fake kubelet writing pod status. {r['machine']};",
             f"commit {r['commit']}, {r['date']};",

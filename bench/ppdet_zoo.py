@@ -56,13 +56,15 @@ def first_line(e: BaseException) -> str:
 def run_row(config: Path, data: Path, work: Path, size: int, steps: int, batch: int) -> dict[str, Any]:
     """Build, train, export, evaluate and cost one config; each stage's failure is recorded."""
     import paddle
-    from kslim_runner.data.coco import load_coco
-    from kslim_runner.measure.coco_eval import evaluate_model
-    from kslim_runner.measure.cost import model_cost
-    from kslim_runner.zoo.build import build_model
-    from kslim_runner.zoo.config import ZooSource
-    from kslim_runner.zoo.export import export_model
-    from kslim_runner.zoo.reader import ReaderBatches
+    from kslim_runner.api import (
+        ReaderBatches,
+        ZooSource,
+        build_model,
+        evaluate_model,
+        export_model,
+        load_coco,
+        model_cost,
+    )
 
     row: dict[str, Any] = {"errors": []}
 
@@ -183,7 +185,7 @@ def main(argv: list[str] | None = None) -> int:
     if missing:
         print(f"not in {configs}: {', '.join(missing)} (give PaddleDetection's configs/)", file=sys.stderr)
         return 2
-    from kslim_runner.data.synth import SynthConfig, generate
+    from kslim_runner.api import SynthConfig, generate
 
     rows = []
     with tempfile.TemporaryDirectory(prefix="kslim-ppdet-zoo-") as tmp:

@@ -76,7 +76,7 @@ def main(argv: list[str] | None = None) -> int:
 
     import paddle
     import paddle.profiler as profiler
-    from kslim_runner.models import DetectorConfig, build_detector
+    from kslim_runner.api import DetectorConfig, build_detector
     from paddle.profiler.profiler_statistic import StatisticData
 
     paddle.base.core.set_num_threads(1)

@@ -37,13 +37,17 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
 
     import paddle
-    from kslim_runner.data.coco import load_coco
-    from kslim_runner.data.synth import SynthConfig, generate
-    from kslim_runner.data.transforms import AugmentConfig
-    from kslim_runner.device import use_cpu_threads
-    from kslim_runner.models import DetectorConfig, build_detector
-    from kslim_runner.train.config import TrainConfig
-    from kslim_runner.train.loop import train_detector
+    from kslim_runner.api import (
+        AugmentConfig,
+        DetectorConfig,
+        SynthConfig,
+        TrainConfig,
+        build_detector,
+        generate,
+        load_coco,
+        train_detector,
+        use_cpu_threads,
+    )
 
     threads = use_cpu_threads()
     load_before = os.getloadavg()

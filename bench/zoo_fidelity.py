@@ -21,8 +21,7 @@ from zoo_rows import KSLIM_CONFIGS, SAME_MODEL
 
 def signature(config: Path) -> tuple[dict[str, tuple[int, ...]], dict[str, str]]:
     """({state_dict key: shape}, {state_dict key: Paddle name}) of the model a config builds."""
-    from kslim_runner.zoo.build import build_model
-    from kslim_runner.zoo.config import ZooSource
+    from kslim_runner.api import ZooSource, build_model
 
     model = build_model(ZooSource(str(config), config.stem, 3, 96))
     shapes = {k: tuple(v.shape) for k, v in model.state_dict().items()}

@@ -137,8 +137,7 @@ def run_example(path: Path, data: Path, work: Path, size: int, timeout: float) -
     job = work / "job.yaml"
     job.write_text(yaml.safe_dump(tiny_job(yaml.safe_load(path.read_text()), data, size), sort_keys=False))
     out = work / "out"
-    cmd = [sys.executable, "-c", "from kslim_runner.cli import main; raise SystemExit(main())"]
-    cmd += ["run", str(job), "--output", str(out)]
+    cmd = [sys.executable, "-m", "kslim_runner.cli", "run", str(job), "--output", str(out)]  # `kslim run`
     t0 = time.monotonic()
     try:
         proc = subprocess.run(cmd, stdout=sys.stderr, stderr=subprocess.PIPE, text=True, timeout=timeout)
@@ -179,7 +178,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--timeout", type=float, default=900.0, help="seconds one job may take")
     args = ap.parse_args(argv)
     import kslim_runner  # noqa: F401  (zlib before paddle)
-    from kslim_runner.data.synth import SynthConfig, generate
+    from kslim_runner.api import SynthConfig, generate
 
     results = []
     with tempfile.TemporaryDirectory(prefix="kslim-zoo-rows-") as tmp:

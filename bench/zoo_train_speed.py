@@ -63,7 +63,7 @@ FIXED_WARM, FIXED_STEPS = 2, 5  # fixed-batch steps left out / timed
 
 def neck_channels(width: float) -> list[int]:
     """The built-in YOLOv3 neck's output channels (its tips), deepest level first."""
-    from kslim_runner.models.layers import make_divisible
+    from kslim_runner.api import make_divisible
 
     return [2 * make_divisible(512 * width / 2**i) for i in range(3)]
 
@@ -98,8 +98,7 @@ class Row:
 
 def make_rows(names: list[str], width: float, size: int, scratch: Path) -> list[Row]:
     import yaml
-    from kslim_runner.models import DetectorConfig
-    from kslim_runner.zoo.config import ZooSource, shorthand_config
+    from kslim_runner.api import DetectorConfig, ZooSource, shorthand_config
 
     base = shorthand_config("yolov3_mobilenet_v1")
     overrides = neck_overrides(width)
@@ -122,7 +121,7 @@ def make_rows(names: list[str], width: float, size: int, scratch: Path) -> list[
 
 def build(row: Row) -> Any:
     import paddle
-    from kslim_runner.pipeline.models import build_model
+    from kslim_runner.api import build_model
 
     paddle.seed(0)
     return build_model(row.config)
@@ -150,8 +149,7 @@ def train_flops(det: Any, size: int) -> float:
 
 
 def costs(row: Row, size: int, labels: list[str], scratch: Path) -> dict[str, Any]:
-    from kslim_runner.measure.cost import model_cost
-    from kslim_runner.pipeline.models import export_model
+    from kslim_runner.api import export_model, model_cost
 
     det = build(row)
     params = sum(int(p.numel()) for p in det.parameters())
@@ -169,7 +167,7 @@ def costs(row: Row, size: int, labels: list[str], scratch: Path) -> dict[str, An
 
 def time_loader(det: Any, index: Any, cfg: Any, steps: int) -> list[float]:
     """Seconds per batch of the row's batch source alone (the first batch, start-up, left out)."""
-    from kslim_runner.train.loop import batch_source
+    from kslim_runner.api import batch_source
 
     source = batch_source(det, index, cfg.augment)
     loader = source.loader(
@@ -203,9 +201,7 @@ def time_fixed(det: Any, index: Any, cfg: Any) -> dict[str, float]:
     """Median seconds of the network's forward, the loss, backward and optimizer + EMA on one fixed
     batch (the two parts together are checked against the loop's loss on that batch)."""
     import paddle
-    from kslim_runner.train.ema import ModelEMA
-    from kslim_runner.train.loop import batch_source, default_loss
-    from kslim_runner.train.optim import build_optimizer
+    from kslim_runner.api import ModelEMA, batch_source, build_optimizer, default_loss
 
     source = batch_source(det, index, cfg.augment)
     loader = source.loader(
@@ -241,9 +237,7 @@ def time_fixed(det: Any, index: Any, cfg: Any) -> dict[str, float]:
 
 
 def run_round(row: Row, index: Any, args: argparse.Namespace, scratch: Path) -> dict[str, Any]:
-    from kslim_runner.data.transforms import AugmentConfig
-    from kslim_runner.train.config import TrainConfig
-    from kslim_runner.train.loop import train_detector
+    from kslim_runner.api import AugmentConfig, TrainConfig, train_detector
 
     cfg = TrainConfig(
         iterations=args.steps,
@@ -318,8 +312,7 @@ def measure(
     names: list[str], args: argparse.Namespace, scratch: Path
 ) -> tuple[list[Row], dict[str, dict[str, Any]], dict[str, list[dict[str, Any]]]]:
     """The rows, their costs and their timings per round."""
-    from kslim_runner.data.coco import load_coco
-    from kslim_runner.data.synth import SynthConfig, generate
+    from kslim_runner.api import SynthConfig, generate, load_coco
 
     generate(scratch / "data", SynthConfig(images=args.images, size=args.size, classes=CLASSES, seed=0))
     index = load_coco(scratch / "data" / "annotations.json", scratch / "data" / "images", CLASSES)
@@ -351,7 +344,7 @@ def main(argv: list[str] | None = None) -> int:
         ap.error(f"--only takes some of {','.join(ROWS)}")
 
     import paddle
-    from kslim_runner.device import use_cpu_threads
+    from kslim_runner.api import use_cpu_threads
 
     threads = use_cpu_threads()
     load_before = os.getloadavg()

@@ -22,6 +22,7 @@ from pydantic import BaseModel
 from pydantic.json_schema import GenerateJsonSchema, NoDefault
 from pydantic_core import core_schema
 
+from kslim_api import compressionjob as job
 from kslim_api import v1alpha1 as api
 from kslim_api.cel import CEL_KEY
 from kslim_api.status import PRINTER_COLUMNS, CompressionJobStatus
@@ -160,10 +161,10 @@ def _subtree(model: type[BaseModel], path: str, in_spec: bool) -> dict[str, Any]
 
 def openapi_schema() -> dict[str, Any]:
     """The openAPIV3Schema of the CompressionJob CRD."""
-    spec = _subtree(api.CompressionJobSpec, "spec", in_spec=True)
-    spec[CEL_KEY] = [*spec.get(CEL_KEY, []), api.OUTPUT_REQUIRED.to_schema()]
+    spec = _subtree(job.CompressionJobSpec, "spec", in_spec=True)
+    spec[CEL_KEY] = [*spec.get(CEL_KEY, []), job.OUTPUT_REQUIRED.to_schema()]
     status = _subtree(CompressionJobStatus, "status", in_spec=False)
-    rules = [api.NAME_RULE, *api.immutable_rules()]
+    rules = [job.NAME_RULE, *job.immutable_rules()]
     return {
         "description": "CompressionJob compresses a PaddlePaddle detection model (prune, QAT, PTQ, distill) "
         "and reports COCO box AP, size and latency of the result next to the baseline.",

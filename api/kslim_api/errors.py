@@ -8,8 +8,8 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from kslim_api.contract import redact
 from kslim_api.slimconfig import SlimConfigError
-from kslim_api.uris import redact
 from kslim_api.v1alpha1 import PATTERN_HINTS, RuleViolation
 
 

@@ -12,6 +12,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from kslim_api.contract import OWNED_ENV_PREFIX, OWNED_MOUNT_PATHS, RUNTIME_ENV
+
 #: Volume sources a job may add: the Pod Security "restricted" set minus `projected` (which can
 #: carry a service-account token).
 ALLOWED_VOLUME_SOURCES = (
@@ -58,16 +60,13 @@ VOLUME_MESSAGE = (
 )
 
 #: Variables the operator sets in the runner container (kslim_operator.builders.pod.get_env), plus
-#: every KSLIM_ name: a user value must never replace them (KSLIM_PVC_ROOT=/ would unroot the runner).
-OWNED_ENV_PREFIX = "KSLIM_"
-OWNED_ENV_NAMES = ("PYTHONUNBUFFERED", "HOME", "XDG_CACHE_HOME", "MPLCONFIGDIR")
+#: every KSLIM_ name: a user value must never replace them.
+OWNED_ENV_NAMES = tuple(RUNTIME_ENV)
 ENV_MESSAGE = (
     f"{OWNED_ENV_PREFIX}* and " + ", ".join(OWNED_ENV_NAMES) + " are set by the operator and cannot "
     "be overridden: choose another name"
 )
 
-#: Mount points of the runner container the operator owns (job file, scratch, shm, output, claims).
-OWNED_MOUNT_PATHS = ("/etc/kslim", "/tmp", "/dev/shm", "/output", "/mnt/pvc")
 MOUNT_MESSAGE = (
     "mountPath must not be, or be under, " + ", ".join(OWNED_MOUNT_PATHS) + " (the operator mounts "
     "the job file, scratch, output and claims there) and subPath must not contain '..'"

@@ -37,6 +37,7 @@ from pydantic import ValidationError
 from kslim_api.ppdet_modules import PPDET_CLASSES, PPDET_SHARED_KEYS, PPDET_VERSION
 from kslim_api.slimconfig_distill import CHANNELS_NOTE, DISTILL_KEYS, distill_loss_fields
 from kslim_api.slimconfig_distill import KEY_MAP as DISTILL_KEY_MAP
+from kslim_api.slimconfig_numbers import as_ratio, plain_decimal, read_number, read_ratio
 from kslim_api.slimconfig_sparsify import KEY_MAP as SPARSIFY_KEY_MAP
 from kslim_api.slimconfig_sparsify import OFA_REFUSAL, sparsify_fields
 from kslim_api.v1alpha1 import Architecture, StrategyStep, WeightsRef
@@ -259,33 +260,6 @@ def _kind(value: Any) -> str:
     return type(value).__name__
 
 
-def _decimal(value: Any) -> str | None:
-    """A YAML number (or numeric string) as a plain decimal string, e.g. 0.1 -> "0.1"."""
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, (int, float)):
-        text = repr(value)
-    elif isinstance(value, str):
-        text = value.strip()
-    else:
-        return None
-    try:
-        number = decimal.Decimal(text)
-    except decimal.InvalidOperation:
-        return None
-    if not number.is_finite():
-        return None
-    out = format(number, "f")
-    return out
-
-
-def _ratio(value: Any) -> str | None:
-    text = _decimal(value)
-    if text is None or not (0 < decimal.Decimal(text) < 1):
-        return None
-    return text
-
-
 # --- YAML -------------------------------------------------------------------------------------------
 
 
@@ -341,10 +315,10 @@ def _prune_fields(r: _Reader, where: str, sec: dict[str, Any]) -> dict[str, Any]
         return out
     table: dict[str, str] = {}
     for i, (name, value) in enumerate(zip(params, ratios, strict=True)):
-        ratio = _ratio(value)
+        ratio = read_ratio(r.problems, f"{where}pruned_ratios[{i}]", value)
         if ratio is None:
-            r.problems.append(f"{where}pruned_ratios[{i}]: {value!r} is not a ratio strictly between 0 and 1")
-        elif name in table:
+            continue
+        if name in table:
             r.problems.append(f"{where}pruned_params[{i}]: {name!r} is listed twice")
         else:
             table[name] = ratio
@@ -363,11 +337,8 @@ def _qat_fields(r: _Reader, where: str, qc: Any) -> dict[str, Any]:
         if key in qc:
             out[alias] = qc.pop(key)
     if "moving_rate" in qc:
-        value = qc.pop("moving_rate")
-        rate = _ratio(value)
-        if rate is None:
-            r.problems.append(f"{where}moving_rate: {value!r} is not a ratio strictly between 0 and 1")
-        else:
+        rate = read_ratio(r.problems, f"{where}moving_rate", qc.pop("moving_rate"))
+        if rate is not None:
             out["movingRate"] = rate
     dtype = qc.pop("dtype", "int8")
     if dtype != "int8":
@@ -403,11 +374,8 @@ def _ptq_fields(r: _Reader, where: str, sec: dict[str, Any]) -> dict[str, Any]:
             f"{pwhere}weight_quantizer: {wq!r} is not supported ({', '.join(PTQ_WEIGHT_QUANTIZERS)})"
         )
     if "hist_percent" in pc:
-        value = pc.pop("hist_percent")
-        percent = _ratio(value)
-        if percent is None:
-            r.problems.append(f"{pwhere}hist_percent: {value!r} is not a ratio strictly between 0 and 1")
-        else:
+        percent = read_ratio(r.problems, f"{pwhere}hist_percent", pc.pop("hist_percent"))
+        if percent is not None:
             out["histPercent"] = percent
     for key in ("upsample_bins", "bins"):
         if key in pc:
@@ -543,25 +511,11 @@ def _train_reader(r: _Reader, value: Any) -> dict[str, Any]:
     return out
 
 
-def _number(r: _Reader, key: str, value: Any, upper: str | None = None) -> str | None:
-    """A non-negative decimal string, at most `upper` when given."""
-    text = _decimal(value)
-    if (
-        text is None
-        or decimal.Decimal(text) < 0
-        or (upper and decimal.Decimal(text) > decimal.Decimal(upper))
-    ):
-        bound = f" from 0 to {upper}" if upper else ""
-        r.problems.append(f"{key}: {value!r} is not a non-negative number{bound}")
-        return None
-    return text
-
-
 def _learning_rate(r: _Reader, value: Any) -> dict[str, Any]:
     sec = _mapping(r, "LearningRate", value, "{base_lr: 0.001, schedulers: [...]}")
     out: dict[str, Any] = {}
     if "base_lr" in sec:
-        out["learningRate"] = _number(r, "LearningRate.base_lr", sec.pop("base_lr"))
+        out["learningRate"] = read_number(r.problems, "LearningRate.base_lr", sec.pop("base_lr"))
     if "schedulers" not in sec:
         r.note("no_schedulers")
     else:
@@ -606,7 +560,9 @@ def _warmup(r: _Reader, where: str, sec: dict[str, Any]) -> dict[str, Any]:
         r.problems.append(f"{where}steps: {steps!r} is not a whole number of at least 0")
     else:
         out["warmupIterations"] = steps
-    out["warmupStartFactor"] = _number(r, f"{where}start_factor", sec.pop("start_factor", "0.3333"), "1")
+    out["warmupStartFactor"] = read_number(
+        r.problems, f"{where}start_factor", sec.pop("start_factor", "0.3333"), "1"
+    )
     return out
 
 
@@ -639,9 +595,9 @@ def _gamma(r: _Reader, key: str, value: Any, milestones: int) -> str | None:
     """One factor per decay. PaddleDetection also takes a list of cumulative factors ([0.1, 0.01]):
     kslim's single factor says the same when the list is its powers."""
     if isinstance(value, list):
-        first = _ratio(value[0]) if value else None
+        first = as_ratio(value[0]) if value else None
         powers = [decimal.Decimal(first) ** (i + 1) for i in range(len(value))] if first else []
-        given = [_decimal(v) for v in value]
+        given = [plain_decimal(v) for v in value]
         if not first or any(
             g is None or abs(decimal.Decimal(g) - p) > p * decimal.Decimal("1e-6")
             for g, p in zip(given, powers, strict=True)
@@ -649,10 +605,7 @@ def _gamma(r: _Reader, key: str, value: Any, milestones: int) -> str | None:
             r.problems.append(f"{key}: {value!r} must be one factor, or its powers ([0.1, 0.01])")
             return None
         return first
-    ratio = _ratio(value)
-    if ratio is None:
-        r.problems.append(f"{key}: {value!r} is not a ratio strictly between 0 and 1")
-    return ratio
+    return read_ratio(r.problems, key, value)
 
 
 OPTIMIZERS = {"Momentum": "momentum", "AdamW": "adamw"}
@@ -662,7 +615,9 @@ def _optimizer(r: _Reader, value: Any) -> dict[str, Any]:
     sec = _mapping(r, "OptimizerBuilder", value, "{optimizer: {type: Momentum, momentum: 0.9}}")
     out: dict[str, Any] = {}
     if "clip_grad_by_norm" in sec:
-        out["gradClipNorm"] = _number(r, "OptimizerBuilder.clip_grad_by_norm", sec.pop("clip_grad_by_norm"))
+        out["gradClipNorm"] = read_number(
+            r.problems, "OptimizerBuilder.clip_grad_by_norm", sec.pop("clip_grad_by_norm")
+        )
     if "optimizer" in sec:
         out.update(_optimizer_type(r, sec.pop("optimizer")))
     if "regularizer" in sec:
@@ -673,7 +628,9 @@ def _optimizer(r: _Reader, value: Any) -> dict[str, Any]:
         if kind != "L2":
             r.problems.append(f"OptimizerBuilder.regularizer.type: {kind!r} is not supported (L2)")
         if "factor" in reg:
-            out["weightDecay"] = _number(r, "OptimizerBuilder.regularizer.factor", reg.pop("factor"))
+            out["weightDecay"] = read_number(
+                r.problems, "OptimizerBuilder.regularizer.factor", reg.pop("factor")
+            )
         r.leftovers("OptimizerBuilder.regularizer.", reg, "kslim has no such setting", ("type", "factor"))
     r.leftovers(
         "OptimizerBuilder.",
@@ -693,12 +650,9 @@ def _optimizer_type(r: _Reader, value: Any) -> dict[str, Any]:
         return {}
     out: dict[str, Any] = {"optimizer": OPTIMIZERS[kind]}
     if kind == "Momentum" and "momentum" in sec:
-        value = sec.pop("momentum")
-        out["momentum"] = _ratio(value)
-        if out["momentum"] is None:
-            r.problems.append(f"{where}momentum: {value!r} is not a ratio strictly between 0 and 1")
+        out["momentum"] = read_ratio(r.problems, f"{where}momentum", sec.pop("momentum"))
     if kind == "AdamW" and "weight_decay" in sec:
-        out["weightDecay"] = _number(r, f"{where}weight_decay", sec.pop("weight_decay"))
+        out["weightDecay"] = read_number(r.problems, f"{where}weight_decay", sec.pop("weight_decay"))
     r.leftovers(where, sec, "kslim has no such setting", ("type", "momentum", "weight_decay"))
     return out
 

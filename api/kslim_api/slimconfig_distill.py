@@ -16,8 +16,9 @@ the two models), or a problem naming the key.
 
 from __future__ import annotations
 
-import decimal
 from typing import Any
+
+from kslim_api.slimconfig_numbers import read_number
 
 #: slim_method -> (distill.loss, the distill_loss class it takes; None: LD has none).
 METHODS: dict[str | None, tuple[str, str | None]] = {
@@ -104,28 +105,14 @@ KEY_MAP: tuple[tuple[str, str], ...] = (
 )
 
 
-def _number(value: Any) -> str | None:
-    """A non-negative YAML number as a plain decimal string (None if it is not one)."""
-    if isinstance(value, bool) or not isinstance(value, int | float | str):
-        return None
-    try:
-        number = decimal.Decimal(repr(value) if not isinstance(value, str) else value.strip())
-    except decimal.InvalidOperation:
-        return None
-    return format(number, "f") if number.is_finite() and number >= 0 else None
-
-
 def _read_section(name: str, sec: dict[str, Any], problems: list[str], notes: list[str]) -> dict[str, Any]:
     """The step fields of one loss section; every key consumed, mapped or named in a problem."""
     out: dict[str, Any] = {}
     sec = dict(sec)
     for key, alias in _NUMBERS[name].items():
         if key in sec:
-            value = sec.pop(key)
-            number = _number(value)
-            if number is None:
-                problems.append(f"{name}.{key}: {value!r} is not a non-negative number")
-            else:
+            number = read_number(problems, f"{name}.{key}", sec.pop(key))
+            if number is not None:
                 out[alias] = number
     for key, alias in _FLAGS.get(name, {}).items():
         if key in sec:
@@ -159,12 +146,11 @@ def _read_ppyoloe(sec: dict[str, Any], out: dict[str, Any], problems: list[str])
             problems.append(f"DistillPPYOLOELoss.{key}: must be a mapping with {', '.join(fields)}")
             continue
         for inner, v in value.items():
-            number = _number(v)
             if inner not in fields:
                 problems.append(f"DistillPPYOLOELoss.{key}.{inner}: unknown (known: {', '.join(fields)})")
-            elif number is None:
-                problems.append(f"DistillPPYOLOELoss.{key}.{inner}: {v!r} is not a non-negative number")
-            else:
+                continue
+            number = read_number(problems, f"DistillPPYOLOELoss.{key}.{inner}", v)
+            if number is not None:
                 out[fields[inner]] = number
     for key, (alias, choices) in _PPYOLOE_CHOICES.items():
         if key in sec:

@@ -11,8 +11,9 @@ epochs multiplied by the iterations of one epoch:
 
 from __future__ import annotations
 
-import decimal
 from typing import Any
+
+from kslim_api.slimconfig_numbers import read_ratio
 
 #: UnstructuredPruner key -> sparsify.gmp field (counts of epochs; unit epochs).
 SCHEDULE_KEYS = {
@@ -45,17 +46,6 @@ KEY_MAP: tuple[tuple[str, str], ...] = (
 )
 
 
-def _ratio(value: Any) -> str | None:
-    """A YAML number as a decimal string strictly between 0 and 1, else None."""
-    if isinstance(value, bool) or not isinstance(value, int | float | str):
-        return None
-    try:
-        number = decimal.Decimal(repr(value) if isinstance(value, float) else str(value).strip())
-    except decimal.InvalidOperation:
-        return None
-    return format(number, "f") if number.is_finite() and 0 < number < 1 else None
-
-
 def _count(value: Any) -> int | None:
     return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else None
 
@@ -74,11 +64,10 @@ def sparsify_fields(sec: dict[str, Any], problems: list[str]) -> dict[str, Any]:
     for key, alias in (("ratio", None), ("initial_ratio", "initialRatio")):
         if key not in sec:
             continue
-        value = sec.pop(key)
-        ratio = _ratio(value)
+        ratio = read_ratio(problems, f"{where}{key}", sec.pop(key))
         if ratio is None:
-            problems.append(f"{where}{key}: {value!r} is not a ratio strictly between 0 and 1")
-        elif alias is None:
+            continue
+        if alias is None:
             out["ratio"] = ratio
         else:
             gmp[alias] = ratio

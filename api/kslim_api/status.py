@@ -7,58 +7,21 @@ reports them, latencies are milliseconds, sizes are bytes.
 When is a job "started"? From the moment `status.startTime` is set. The operator sets it in
 the same status patch that sets the `Accepted` condition to True, right after it created the
 batch/v1 Job. From then on the spec is immutable except `spec.runPolicy.suspend` (the CRD
-enforces it with transition rules; see `v1alpha1.IMMUTABLE_RULES`).
+enforces it with transition rules; see `compressionjob.immutable_rules`).
 """
 
 from __future__ import annotations
 
-import enum
 from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 from pydantic.alias_generators import to_camel
 
+from kslim_api.contract import ConditionType, Phase, Stage
 from kslim_api.openapi import list_map
 
 #: RFC 3339 timestamp, e.g. "2024-05-01T12:00:00Z" (metav1.Time on the wire).
 Timestamp = Annotated[str, Field(json_schema_extra={"format": "date-time"})]
-
-
-class Phase(enum.StrEnum):
-    """A one-word summary for `kubectl get`; the conditions are the API."""
-
-    PENDING = "Pending"
-    RUNNING = "Running"
-    SUSPENDED = "Suspended"
-    SUCCEEDED = "Succeeded"
-    FAILED = "Failed"
-
-
-class Stage(enum.StrEnum):
-    """Runner stages, in the order a job goes through them (docs/contracts.md)."""
-
-    PREPARE = "prepare"
-    BASELINE = "baseline"
-    PRUNE = "prune"
-    DISTILL = "distill"
-    QAT = "qat"
-    PTQ = "ptq"
-    EXPORT = "export"
-    EVALUATE = "evaluate"
-    BENCHMARK = "benchmark"
-    REPORT = "report"
-
-
-class ConditionType(enum.StrEnum):
-    """Condition types the operator sets. `Succeeded`/`Failed` are terminal, so
-    `kubectl wait --for=condition=Succeeded cj/NAME` works."""
-
-    ACCEPTED = "Accepted"
-    RUNNING = "Running"
-    SUSPENDED = "Suspended"
-    SUCCEEDED = "Succeeded"
-    FAILED = "Failed"
-    QUALITY_GATE_PASSED = "QualityGatePassed"
 
 
 class Status(BaseModel):

@@ -16,7 +16,7 @@ import enum
 import itertools
 from collections.abc import Callable, Hashable, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal, TypeVar
+from typing import Annotated, Any, ClassVar, Literal, TypeVar
 
 from pydantic import (
     AfterValidator,
@@ -24,20 +24,25 @@ from pydantic import (
     ConfigDict,
     Field,
     StringConstraints,
-    field_validator,
     model_validator,
 )
 from pydantic.alias_generators import to_camel
 from pydantic.json_schema import GetJsonSchemaHandler, JsonSchemaValue
 from pydantic_core import CoreSchema
 
-from kslim_api import podpolicy, uris
+from kslim_api import podpolicy, pretrained
 from kslim_api.cel import CEL_KEY, CelRule
+from kslim_api.contract import (
+    DOTDOT_CEL,
+    DOTDOT_MESSAGE,
+    URI_HINT,
+    URI_PATTERN,
+    USERINFO_CEL,
+    USERINFO_MESSAGE,
+    has_dotdot,
+    has_userinfo,
+)
 from kslim_api.openapi import LIST_SET, PRESERVE_UNKNOWN, K8sSchema, list_map
-from kslim_api.status import CompressionJobStatus
-
-if TYPE_CHECKING:
-    from kslim_api.slimconfig import SlimConversion
 
 GROUP = "kslim.dev"
 VERSION = "v1alpha1"
@@ -90,23 +95,25 @@ UnitDecimal = Annotated[str, StringConstraints(pattern=r"^(0(\.[0-9]+)?|1(\.0+)?
 Multiplier = Annotated[
     str, StringConstraints(pattern=r"^(0?\.[0-9]*[1-9][0-9]*|[12](\.[0-9]+)?)$", max_length=32)
 ]
+#: What every URI field checks besides its pattern: no `..` segment, no user:password@ (in Python,
+#: by _uri_is_safe, and in the CRD, by CEL rules with the same messages).
+_SAFE_URI = AfterValidator(lambda uri: _uri_is_safe(uri))
+_SAFE_URI_CEL = K8sSchema(
+    {
+        CEL_KEY: [
+            CelRule(rule=DOTDOT_CEL, message=DOTDOT_MESSAGE).to_schema(),
+            CelRule(rule=USERINFO_CEL, message=USERINFO_MESSAGE).to_schema(),
+        ]
+    }
+)
 #: Where data lives: pvc://<claim>/<path>, s3://<bucket>/<key>, http(s)://..., file://<path>.
-Uri = Annotated[
+Uri = Annotated[str, StringConstraints(pattern=URI_PATTERN, max_length=2048), _SAFE_URI, _SAFE_URI_CEL]
+#: Where weights are: any Uri, or weights that ship with kslim (kslim://pretrained/<name>).
+WeightsUri = Annotated[
     str,
-    StringConstraints(
-        pattern=r"^(pvc://[a-z0-9]([-a-z0-9]*[a-z0-9])?(/[^\s]*)?|s3://[a-z0-9][-a-z0-9.]{1,61}[a-z0-9](/[^\s]*)?"
-        r"|https?://[^\s/]+(/[^\s]*)?|file://[^\s]+)$",
-        max_length=2048,
-    ),
-    AfterValidator(lambda uri: _uri_is_safe(uri)),
-    K8sSchema(
-        {
-            CEL_KEY: [
-                CelRule(rule=uris.DOTDOT_CEL, message=uris.DOTDOT_MESSAGE).to_schema(),
-                CelRule(rule=uris.USERINFO_CEL, message=uris.USERINFO_MESSAGE).to_schema(),
-            ]
-        }
-    ),
+    StringConstraints(pattern=pretrained.weights_uri_pattern(URI_PATTERN), max_length=2048),
+    _SAFE_URI,
+    _SAFE_URI_CEL,
 ]
 #: A Kubernetes resource quantity, e.g. "4", "500m", "16Gi".
 Quantity = Annotated[
@@ -140,7 +147,7 @@ _hint(Ratio, 'must be a decimal strictly between 0 and 1, as a string, e.g. "0.3
 _hint(Decimal, 'must be a non-negative decimal number as a string, e.g. "0.001" or "1.0"')
 _hint(UnitDecimal, 'must be a decimal from 0 to 1 as a string, e.g. "0", "0.1" or "1.0"')
 _hint(Multiplier, 'must be a width multiplier between 0 and 3 as a string, e.g. "0.25", "0.5", "1.0"')
-_hint(Uri, "must be a URI: pvc://<claim>/<path>, s3://<bucket>/<key>, http(s)://... or file://<path>")
+_hint(Uri, URI_HINT)
 _hint(Quantity, 'must be a Kubernetes quantity, e.g. "4", "500m", "16Gi"')
 _hint(DnsName, "must be a lower-case DNS-1123 name, e.g. my-claim")
 _hint(Sha256, "must be a SHA-256 digest: 64 lower-case hex digits (sha256sum FILE)")
@@ -148,10 +155,10 @@ _hint(Sha256, "must be a SHA-256 digest: 64 lower-case hex digits (sha256sum FIL
 
 def _uri_is_safe(uri: str) -> str:
     """The Python twin of the Uri CEL rules above (same messages)."""
-    if uris.has_dotdot(uri):
-        raise ValueError(uris.DOTDOT_MESSAGE)
-    if uris.has_userinfo(uri):
-        raise ValueError(uris.USERINFO_MESSAGE)
+    if has_dotdot(uri):
+        raise ValueError(DOTDOT_MESSAGE)
+    if has_userinfo(uri):
+        raise ValueError(USERINFO_MESSAGE)
     return uri
 
 
@@ -249,8 +256,9 @@ def _width_rule(what: str) -> Rule:
 class WeightsRef(Spec):
     """A `.pdparams` file."""
 
-    uri: Uri
-    """Where the `.pdparams` file is: pvc://claim/path, s3://, http(s):// or file://."""
+    uri: WeightsUri
+    """Where the `.pdparams` file is: pvc://claim/path, s3://, http(s):// or file://; or
+    kslim://pretrained/<name> for weights that ship with kslim (the quick start's)."""
     sha256: Sha256 | None = None
     """SHA-256 of the file, checked after download and before use (recommended for http(s)://)."""
 
@@ -320,7 +328,26 @@ class ModelSpec(Spec):
             check=lambda m: m.architecture is None or m.input_size % 32 == 0,
         ),
         _width_rule("model"),
+        Rule(
+            rule=pretrained.cel_rule(),
+            message="model.weights: kslim://pretrained/ names weights that ship with kslim, each for one "
+            "model: "
+            + "; ".join(
+                f"{p.uri} is {p.architecture} width {p.width} numClasses {p.num_classes}"
+                for p in pretrained.REGISTRY.values()
+            ),
+            field_path=".weights.uri",
+            check=lambda m: _pretrained_fits(m),
+        ),
     )
+
+
+def _pretrained_fits(m: ModelSpec) -> bool:
+    if m.weights is None or not m.weights.uri.startswith("kslim://"):
+        return True
+    entry = pretrained.lookup(m.weights.uri)
+    arch = m.architecture.value if m.architecture is not None else None
+    return entry is not None and pretrained.mismatch(entry, arch, m.width, m.num_classes) is None
 
 
 # --- dataset ----------------------------------------------------------------------------------------
@@ -351,6 +378,24 @@ class SyntheticDataSpec(Spec):
     """Number of shape classes drawn (circle, square, triangle, ...)."""
     seed: int = Field(default=0, ge=0)
     """Generator seed; the same seed gives the same images."""
+    max_objects: int = Field(default=6, ge=1, le=20)
+    """At most this many objects per image (each image has 1 to maxObjects; occluded ones drop out)."""
+    min_object_side: UnitDecimal = "0.1"
+    """Smallest object side as a share of the image side (sides are drawn log-uniformly)."""
+    max_object_side: UnitDecimal = "0.5"
+    """Largest object side as a share of the image side."""
+    clutter: bool = True
+    """Draw distractors that are not objects (lines, arcs, specks): a harder set."""
+
+    rules = (
+        Rule(
+            rule="double(self.minObjectSide) > 0.0 && "
+            "double(self.minObjectSide) <= double(self.maxObjectSide)",
+            message="synthetic.minObjectSide must be above 0 and at most synthetic.maxObjectSide",
+            field_path=".minObjectSide",
+            check=lambda m: 0 < float(m.min_object_side) <= float(m.max_object_side),
+        ),
+    )
 
 
 class DatasetSpec(Spec):
@@ -808,7 +853,7 @@ def _section_rule(section: str) -> Rule:
     )
 
 
-def _cel_in(values: Sequence[str]) -> str:
+def cel_in(values: Sequence[str]) -> str:
     return "[" + ", ".join(f"'{v}'" for v in values) + "]"
 
 
@@ -842,7 +887,7 @@ class DistillStep(Spec):
     rules = (
         _trains("distill"),
         Rule(
-            rule=f"!has(self.weight) || self.loss in {_cel_in(YOLOV3_DISTILL_LOSSES)}",
+            rule=f"!has(self.weight) || self.loss in {cel_in(YOLOV3_DISTILL_LOSSES)}",
             message="distill.weight weighs the yolov3/feature terms; losses ppyoloe, cwd and fgd take "
             "their weights from distill.ppyoloe / cwd / fgd (ld from the student's LDGFLHead): remove "
             "distill.weight",
@@ -851,7 +896,7 @@ class DistillStep(Spec):
         ),
         *(_section_rule(s) for s in DISTILL_LOSS_SECTIONS),
         Rule(
-            rule=f"!(self.loss in {_cel_in(PPDET_DISTILL_LOSSES)}) || has(self.teacher.config)",
+            rule=f"!(self.loss in {cel_in(PPDET_DISTILL_LOSSES)}) || has(self.teacher.config)",
             message="distill.loss ppyoloe, cwd, fgd and ld run PaddleDetection's implementation: give "
             "the teacher as distill.teacher.config (a PaddleDetection model config)",
             field_path=".teacher",
@@ -1241,374 +1286,3 @@ class RunPolicySpec(Spec):
     """Wall-clock limit of the whole job."""
     ttl_seconds_after_finished: int | None = Field(default=None, ge=0)
     """Delete the finished Job (not the CompressionJob) after this long."""
-
-
-# --- the spec ---------------------------------------------------------------------------------------
-
-_SYNTHETIC = "self.dataset.format == 'synthetic'"
-
-
-def _steps_or_none(m: CompressionJobSpec) -> list[str] | None:
-    return None if m.strategy is None else [s.method for s in m.strategy]
-
-
-def _trains_baseline(m: CompressionJobSpec) -> bool:
-    return m.model.architecture is not None and m.model.weights is None
-
-
-def _has_train(m: CompressionJobSpec) -> bool:
-    return m.dataset.format == "synthetic" or m.dataset.train is not None
-
-
-STRATEGY_SOURCE = Rule(
-    rule="has(self.strategy) != has(self.slimConfig)",
-    message="set exactly one of spec.strategy (steps) or spec.slimConfig (a PaddleDetection slim config)",
-    check=lambda m: (m.strategy is None) != (m.slim_config is None),
-)
-QUANT_LAST = Rule(
-    rule="!has(self.strategy) || self.strategy.filter(s, has(s.qat) || has(s.ptq)).size() == 0 || "
-    "(self.strategy.filter(s, has(s.qat) || has(s.ptq)).size() == 1 && "
-    "(has(self.strategy[self.strategy.size() - 1].qat) || has(self.strategy[self.strategy.size() - 1].ptq)))",
-    message="quantization (qat or ptq) must be the last strategy step, and only one: nothing can train, "
-    "prune or re-quantize a quantized model; move the other steps before it",
-    field_path=".strategy",
-    check=lambda m: m.strategy is None or quant_is_last(s.method for s in m.strategy),
-)
-INFERENCE_MODEL_PTQ = Rule(
-    rule="!has(self.model.inferenceModel) || !has(self.strategy) || "
-    "(self.strategy.size() > 0 && self.strategy.all(s, has(s.ptq)))",
-    message="model.inferenceModel can only be compressed by ptq: make spec.strategy one ptq step "
-    "(prune, distill and qat need model.architecture)",
-    field_path=".strategy",
-    check=lambda m: (
-        m.model.inference_model is None
-        or m.strategy is None
-        or (len(m.strategy) > 0 and all(s.method == "ptq" for s in m.strategy))
-    ),
-)
-
-
-def _ppdet_distill_without_config(model: ModelSpec, steps: Iterable[StrategyStep]) -> bool:
-    return model.config is None and any(
-        s.distill is not None and s.distill.loss in PPDET_DISTILL_LOSSES for s in steps
-    )
-
-
-_MAX_STEPS = 8
-SPARSIFY_LAST = Rule(
-    # unrolled over the strategy's positions: CEL's list macros cannot see an item's successor
-    rule="!has(self.strategy) || ("
-    + " && ".join(
-        f"(self.strategy.size() <= {i + 1} || !has(self.strategy[{i}].sparsify) || "
-        f"has(self.strategy[{i + 1}].ptq))"
-        for i in range(_MAX_STEPS - 1)
-    )
-    + ")",
-    message="sparsify must be the last strategy step, or be followed only by ptq: any later training "
-    "(prune, distill, qat) refills the zeroed weights",
-    field_path=".strategy",
-    check=lambda m: m.strategy is None or sparsify_is_last(s.method for s in m.strategy),
-)
-
-
-PPDET_DISTILL_STUDENT = Rule(
-    rule="has(self.model.config) || !has(self.strategy) || self.strategy.all(s, !has(s.distill) || "
-    f"!has(s.distill.loss) || !(s.distill.loss in {_cel_in(PPDET_DISTILL_LOSSES)}))",
-    message="distill.loss ppyoloe, cwd, fgd and ld train a PaddleDetection student: give the model as "
-    "model.config (a PaddleDetection model config), or use loss yolov3 / feature",
-    field_path=".model",
-    check=lambda m: m.strategy is None or not _ppdet_distill_without_config(m.model, m.strategy),
-)
-
-
-PTQ_CALIBRATION = Rule(
-    rule=f"{_SYNTHETIC} || has(self.dataset.train) || !has(self.strategy) || "
-    "!self.strategy.exists(s, has(s.ptq))",
-    message="ptq calibrates on dataset.train: set dataset.train (representative images with their "
-    "annotations), or use dataset.format synthetic",
-    field_path=".dataset.train",
-    check=lambda m: _has_train(m) or "ptq" not in (_steps_or_none(m) or []),
-)
-TRAIN_DATA = Rule(
-    rule=f"{_SYNTHETIC} || has(self.dataset.train) || "
-    "(has(self.strategy) && self.strategy.all(s, has(s.ptq)) && "
-    "!(has(self.model.architecture) && !has(self.model.weights)))",
-    message="dataset.train is required: prune, distill and qat steps and slimConfig train on it, and so "
-    "does the baseline when model.weights is not set",
-    field_path=".dataset.train",
-    check=lambda m: (
-        _has_train(m)
-        or (m.strategy is not None and all(s.method == "ptq" for s in m.strategy) and not _trains_baseline(m))
-    ),
-)
-_SYNTHETIC_CLASSES = SyntheticDataSpec.model_fields["classes"].default
-SYNTHETIC_CLASSES = Rule(
-    rule=f"!({_SYNTHETIC}) || !has(self.model.architecture) || self.model.numClasses == "
-    f"(has(self.dataset.synthetic) ? self.dataset.synthetic.classes : {_SYNTHETIC_CLASSES})",
-    message="model.numClasses must equal the number of synthetic classes (dataset.synthetic.classes, default "
-    f"{_SYNTHETIC_CLASSES})",
-    field_path=".model.numClasses",
-    check=lambda m: (
-        m.dataset.format != "synthetic"
-        or m.model.architecture is None
-        or m.model.num_classes == (m.dataset.synthetic or SyntheticDataSpec()).classes
-    ),
-)
-BENCHMARK_GPU = Rule(
-    rule="self.benchmark.device != 'gpu' || self.resources.gpus > 0",
-    message="benchmark.device gpu needs a GPU: set resources.gpus to 1 or more, or use device cpu/auto",
-    field_path=".benchmark.device",
-    check=lambda m: m.benchmark.device != "gpu" or m.resources.gpus > 0,
-)
-TENSORRT_GPU = Rule(
-    rule="!self.benchmark.tensorrt || (self.benchmark.device != 'cpu' && self.resources.gpus > 0)",
-    message="benchmark.tensorrt runs on a GPU: set resources.gpus to 1 or more and benchmark.device "
-    "gpu or auto, or remove tensorrt",
-    field_path=".benchmark.tensorrt",
-    check=lambda m: not m.benchmark.tensorrt or (m.benchmark.device != "cpu" and m.resources.gpus > 0),
-)
-DATA_PARALLEL_GPUS = Rule(
-    rule="!has(self.train) || !has(self.train.dataParallel) || !has(self.resources) || "
-    "!has(self.resources.gpus) || self.resources.gpus == 0 || self.train.dataParallel <= self.resources.gpus",
-    message="train.dataParallel runs one process per GPU: it must not exceed resources.gpus",
-    field_path=".train.dataParallel",
-    check=lambda m: (
-        m.train.data_parallel is None or m.resources.gpus == 0 or m.train.data_parallel <= m.resources.gpus
-    ),
-)
-
-
-class CompressionJobSpec(Spec):
-    """Desired state of a CompressionJob: what to compress, how, and how to measure it."""
-
-    model: ModelSpec
-    """The detector to compress."""
-    dataset: DatasetSpec
-    """Training / calibration / evaluation data."""
-    strategy: Annotated[list[StrategyStep], Field(max_length=_MAX_STEPS)] | None = None
-    """Ordered compression steps. Exactly one of strategy or slimConfig; [] = baseline only."""
-    slim_config: Annotated[str, StringConstraints(min_length=1, max_length=65536)] | None = None
-    """A PaddleDetection slim config (YAML text, verbatim: slim: Pruner | QAT | PTQ | Distill |
-    DistillPrune | PrunerQAT), converted to strategy steps. The API server checks only that it is
-    a string; `kslim validate` and the operator check its content."""
-    train: TrainSpec = Field(default_factory=TrainSpec)
-    """Training of the baseline (when no weights) and defaults for every step's fine-tuning."""
-    evaluation: EvaluationSpec = Field(default_factory=EvaluationSpec)
-    """How AP is measured (always on the exported artifact)."""
-    benchmark: BenchmarkSpec = Field(default_factory=BenchmarkSpec)
-    """How latency is measured."""
-    export: ExportSpec = Field(default_factory=ExportSpec)
-    """Artifact formats."""
-    quality_gate: QualityGateSpec = Field(default_factory=QualityGateSpec)
-    """Limits the result must meet; a miss ends the job Failed/QualityGateFailed, artifacts kept."""
-    output: OutputSpec | None = None
-    """Where artifacts go. Required on a cluster (the CRD rejects a job without it); `kslim run
-    --output DIR` overrides it locally."""
-    storage: StorageSpec = Field(default_factory=StorageSpec)
-    """Object storage settings (endpoint, region, credentials Secret) for s3:// URIs."""
-    resources: ResourcesSpec = Field(default_factory=ResourcesSpec)
-    """Pod resources."""
-    template: PodTemplateSpec = Field(default_factory=PodTemplateSpec)
-    """Pod scheduling and runtime knobs."""
-    run_policy: RunPolicySpec = Field(default_factory=RunPolicySpec)
-    """Retries, deadline, suspension and clean-up."""
-
-    rules = (
-        STRATEGY_SOURCE,
-        QUANT_LAST,
-        INFERENCE_MODEL_PTQ,
-        PTQ_CALIBRATION,
-        TRAIN_DATA,
-        SYNTHETIC_CLASSES,
-        BENCHMARK_GPU,
-        TENSORRT_GPU,
-        DATA_PARALLEL_GPUS,
-        PPDET_DISTILL_STUDENT,
-        SPARSIFY_LAST,
-    )
-
-    @field_validator("slim_config")
-    @classmethod
-    def _slim_config_converts(cls, text: str | None) -> str | None:
-        if text is not None:
-            from kslim_api.slimconfig import convert_slim_config
-
-            # Content only (raises SlimConfigError, a ValueError, listing every problem). The model is
-            # not known here, so relative `_BASE_` entries resolve in a stand-in tree; the model
-            # validator below converts again where the job's model.config says the tree is.
-            convert_slim_config(text, "file:///configs/slim/distill/slim.yml")
-        return text
-
-    @model_validator(mode="after")
-    def _slim_config_fits(self) -> CompressionJobSpec:
-        """What CEL cannot see: the steps a slimConfig converts to must fit the rest of the spec."""
-        if self.slim_config is None:
-            return self
-        try:
-            conv = self.slim_conversion()
-        except ValueError as exc:  # SlimConfigError: only a relative _BASE_ the model cannot place
-            raise RuleViolation([CelRule(rule="", message=str(exc))], field_path=".slimConfig") from None
-        problems: list[str] = []
-        if conv.model_overrides:
-            problems += _override_problems(self, conv.model_overrides, conv.override_target)
-        methods = [s.method for s in conv.steps]
-        if not quant_is_last(methods):
-            problems.append(f"slimConfig converts to {' > '.join(methods)}: " + QUANT_LAST.message)
-        if self.model.inference_model is not None:
-            if any(m != "ptq" for m in methods):
-                problems.append(f"slimConfig is slim: {conv.slim}, but " + INFERENCE_MODEL_PTQ.message)
-            if conv.weights is not None:
-                problems.append(
-                    f"slimConfig sets {conv.weights_key}, but the model is model.inferenceModel: remove "
-                    f"{conv.weights_key} from the slim config"
-                )
-        elif (
-            conv.weights is not None
-            and self.model.weights is not None
-            and conv.weights != self.model.weights.uri
-        ):
-            problems.append(
-                f"slimConfig {conv.weights_key} ({conv.weights}) and model.weights.uri "
-                f"({self.model.weights.uri}) disagree: remove one"
-            )
-        if _ppdet_distill_without_config(self.model, conv.steps):
-            problems.append(f"slimConfig is slim: {conv.slim}, but " + PPDET_DISTILL_STUDENT.message)
-        if problems:
-            raise RuleViolation([CelRule(rule="", message=p) for p in problems], field_path=".slimConfig")
-        return self
-
-    def slim_conversion(self) -> SlimConversion:
-        """What spec.slimConfig converts to, its relative `_BASE_` placed in model.config's tree."""
-        from kslim_api.slimconfig import convert_slim_config, slim_location
-
-        uri = self.model.config.uri if self.model.config is not None else None
-        return convert_slim_config(self.slim_config or "", slim_location(uri))
-
-    def resolved_steps(self) -> list[StrategyStep]:
-        """The strategy, or the steps the slimConfig converts to."""
-        if self.strategy is not None:
-            return list(self.strategy)
-        return list(self.slim_conversion().steps)
-
-    def resolved_weights(self) -> WeightsRef | None:
-        """model.weights, or the student weights a slimConfig names (pretrain_weights / weights)."""
-        if self.model.weights is not None or self.slim_config is None:
-            return self.model.weights
-        uri = self.slim_conversion().weights
-        return WeightsRef(uri=uri) if uri else None
-
-
-def _override_problems(spec: CompressionJobSpec, overrides: dict[str, Any], target: str) -> list[str]:
-    """Module overrides merge over a PaddleDetection config: a built-in architecture has none a user
-    can name, so they are refused rather than dropped."""
-    names = ", ".join(overrides)
-    if target == "model" and spec.model.config is None:
-        return [
-            f"slimConfig overrides PaddleDetection modules ({names}); they apply to a model.config "
-            "(a PaddleDetection model config), not model.architecture: use model.config or remove them"
-        ]
-    teachers = [s.distill.teacher for s in spec.resolved_steps() if s.distill is not None]
-    if target == "teacher" and any(t.config is None for t in teachers):
-        return [
-            f"slimConfig overrides PaddleDetection modules ({names}) of the teacher, but its _BASE_ is a "
-            "built-in architecture: remove them"
-        ]
-    return []
-
-
-#: Checked by the API server only: a local `kslim run` may take the output location from --output.
-OUTPUT_REQUIRED = CelRule(
-    rule="has(self.output)",
-    message="spec.output is required on a cluster: set spec.output.uri, e.g. pvc://artifacts/jobs",
-    field_path=".output",
-)
-
-
-# --- the object -------------------------------------------------------------------------------------
-
-
-class ObjectMeta(BaseModel):
-    """The parts of metav1.ObjectMeta kslim reads; everything else is kept as is."""
-
-    model_config = ConfigDict(extra="allow")
-    name: str = "job"
-    namespace: str | None = None
-    labels: dict[str, str] = Field(default_factory=dict)
-    annotations: dict[str, str] = Field(default_factory=dict)
-
-    @field_validator("name")
-    @classmethod
-    def _name_fits(cls, name: str) -> str:
-        if not NAME_RULE.check(name):
-            raise RuleViolation([NAME_RULE], field_path="")
-        return name
-
-
-_DNS_LABEL = "^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
-NAME_RULE = Rule(
-    rule=f"!has(self.metadata.name) || (self.metadata.name.size() <= {MAX_NAME_LENGTH} && "
-    f"self.metadata.name.matches('{_DNS_LABEL}'))",
-    message=f"metadata.name must be a DNS-1123 label of at most {MAX_NAME_LENGTH} characters (lower-case "
-    "letters, digits, '-'): the operator derives the Job and pod names from it",
-    check=lambda name: len(name) <= MAX_NAME_LENGTH and _re_full(_DNS_LABEL, name),
-)
-
-
-def _re_full(pattern: str, value: str) -> bool:
-    import re
-
-    return re.fullmatch(pattern.strip("^$"), value) is not None
-
-
-class CompressionJob(BaseModel):
-    """A whole job file / CR as a user writes it (status is the operator's)."""
-
-    model_config = ConfigDict(extra="forbid", validate_by_name=True, validate_by_alias=True)
-    api_version: Literal["kslim.dev/v1alpha1"] = Field(alias="apiVersion")
-    kind: Literal["CompressionJob"]
-    metadata: ObjectMeta = Field(default_factory=ObjectMeta)
-    spec: CompressionJobSpec
-    status: CompressionJobStatus | None = None
-
-
-# --- immutability once started ------------------------------------------------------------------------
-
-#: CEL: the old object had started (see kslim_api.status: status.startTime is the marker).
-STARTED = "has(oldSelf.status) && has(oldSelf.status.startTime)"
-#: The one spec field that may change after the job has started (batch/v1 Job suspend semantics).
-MUTABLE_AFTER_START = ("runPolicy", "suspend")
-
-
-def _unchanged(path: str) -> str:
-    new, old = f"self.{path}", f"oldSelf.{path}"
-    parent, _, leaf = path.rpartition(".")
-    return (
-        f"has(self.{parent}.{leaf}) == has(oldSelf.{parent}.{leaf}) && "
-        f"(!has(self.{parent}.{leaf}) || {new} == {old})"
-    )
-
-
-def _immutable_rule(path: str) -> CelRule:
-    return CelRule(
-        rule=f"!({STARTED}) || ({_unchanged(path)})",
-        message=f"{path} cannot change once the job has started (status.startTime is set); only "
-        "spec.runPolicy.suspend can. Delete and re-create the CompressionJob to change it",
-        field_path=f".{path}",
-        reason="FieldValueForbidden",
-    )
-
-
-def immutable_rules() -> list[CelRule]:
-    """Transition rules for the CRD root: every spec field is frozen once the job has started,
-    except spec.runPolicy.suspend. One rule per field, so the error names the field."""
-    parent, mutable = MUTABLE_AFTER_START
-    rules: list[CelRule] = []
-    for name, info in CompressionJobSpec.model_fields.items():
-        alias = info.alias or name
-        if alias != parent:
-            rules.append(_immutable_rule(f"spec.{alias}"))
-    for name, info in RunPolicySpec.model_fields.items():
-        alias = info.alias or name
-        if alias != mutable:
-            rules.append(_immutable_rule(f"spec.{parent}.{alias}"))
-    return rules

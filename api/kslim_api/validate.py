@@ -18,14 +18,13 @@ from typing import Any, ClassVar, TextIO
 import yaml
 from pydantic import ValidationError
 
+from kslim_api.compressionjob import OUTPUT_REQUIRED, CompressionJob
+from kslim_api.contract import EXIT_OK, EXIT_USER
 from kslim_api.errors import FieldError, field_errors
 from kslim_api.podpolicy import service_account_message, service_account_ok
 from kslim_api.slimconfig import SlimConfigError, SlimConversion, convert_slim_config
 from kslim_api.summary import strategy_summary
-from kslim_api.v1alpha1 import OUTPUT_REQUIRED, CompressionJob, StrategyStep
-
-EXIT_OK = 0
-EXIT_USER = 2
+from kslim_api.v1alpha1 import StrategyStep
 
 JobSource = str | os.PathLike[str] | Mapping[str, Any]
 

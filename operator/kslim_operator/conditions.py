@@ -6,8 +6,8 @@ import datetime
 from dataclasses import dataclass
 from typing import Any
 
+from kslim_api.contract import redact
 from kslim_api.status import ConditionType
-from kslim_api.uris import redact
 
 # The types are the schema's (kslim_api.status.ConditionType); plain strings here for dict keys.
 ACCEPTED = ConditionType.ACCEPTED.value

@@ -17,7 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from kslim_api.uris import redact
+from kslim_api.contract import redact
 
 from kslim_operator.events import Event
 from kslim_operator.kube import Conflict, NotFound, PermanentApiError, TransientError

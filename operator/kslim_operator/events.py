@@ -5,8 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from kslim_api.contract import Phase
+
 from kslim_operator import conditions as cond
-from kslim_operator.observe import FAILED, PENDING, RUNNING, SUCCEEDED, SUSPENDED, Observation
+from kslim_operator.observe import Observation
 from kslim_operator.refusals import POD_CREATE_REASONS
 
 NORMAL, WARNING = "Normal", "Warning"
@@ -43,7 +45,7 @@ def transition_events(
     ):
         events.append(job_created(job_name))
     reason_was, reason_now = _running_reason(before), _running_reason(after)
-    if now == PENDING and reason_now != reason_was:
+    if now == Phase.PENDING and reason_now != reason_was:
         if reason_now == "Queued":
             events.append(Event(NORMAL, "Queued", obs.message))
         elif reason_now in BLOCKED:
@@ -51,21 +53,21 @@ def transition_events(
     before_attempts, after_attempts = before.get("attempts") or 0, after.get("attempts") or 0
     if after_attempts > before_attempts >= 1 and obs.last_failure:
         events.append(Event(WARNING, "Retrying", f"attempt {after_attempts} after: {obs.last_failure}"))
-    if now == RUNNING and was != RUNNING:
+    if now == Phase.RUNNING and was != Phase.RUNNING:
         events.append(Event(NORMAL, "Started", f"attempt {after_attempts or 1} is running"))
     stage_was, stage_now = before.get("stage"), after.get("stage")
-    if stage_now and stage_was != stage_now and now == RUNNING:
+    if stage_now and stage_was != stage_now and now == Phase.RUNNING:
         events.append(
             Event(
                 NORMAL, "StageChanged", f"stage {stage_now}" + (f" (after {stage_was})" if stage_was else "")
             )
         )
-    if now == SUSPENDED and was != SUSPENDED:
+    if now == Phase.SUSPENDED and was != Phase.SUSPENDED:
         events.append(Event(NORMAL, "Suspended", obs.message))
-    if was == SUSPENDED and now != SUSPENDED:
+    if was == Phase.SUSPENDED and now != Phase.SUSPENDED:
         events.append(Event(NORMAL, "Resumed", "resuming from the last stage checkpoint"))
-    if now == SUCCEEDED and was != SUCCEEDED:
+    if now == Phase.SUCCEEDED and was != Phase.SUCCEEDED:
         events.append(Event(NORMAL, "Succeeded", obs.message))
-    if now == FAILED and was != FAILED:
+    if now == Phase.FAILED and was != Phase.FAILED:
         events.append(Event(WARNING, obs.reason, obs.message))
     return events

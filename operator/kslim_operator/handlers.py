@@ -16,7 +16,7 @@ import os
 from typing import Any, cast
 
 import kopf
-from kslim_api.uris import redact
+from kslim_api.contract import redact
 
 from kslim_operator import names
 from kslim_operator.driver import Drivers

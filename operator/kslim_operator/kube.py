@@ -19,6 +19,7 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 import urllib3
+from kslim_api.contract import CONTAINER_NAME
 from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 
@@ -183,7 +184,7 @@ class Kube:
             self.core.read_namespaced_pod_log,
             pod,
             namespace,
-            container=names.CONTAINER_NAME,
+            container=CONTAINER_NAME,
             tail_lines=lines,
             limit_bytes=limit_bytes,
         )

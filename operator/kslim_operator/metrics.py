@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator
 
+from kslim_api.contract import Phase
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
@@ -16,7 +17,7 @@ from prometheus_client.registry import Collector
 from kslim_operator import __version__
 from kslim_operator.summary import JobSummary
 
-PHASES = ("Pending", "Running", "Suspended", "Succeeded", "Failed")
+PHASES = tuple(phase.value for phase in Phase)
 JOB_BUCKETS = (60, 300, 900, 1800, 3600, 7200, 14400, 28800, 86400, 259200)
 STAGE_BUCKETS = (1, 5, 15, 60, 300, 900, 1800, 3600, 7200, 14400, 43200)
 

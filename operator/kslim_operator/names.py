@@ -22,19 +22,14 @@ LABEL_INSTANCE = "app.kubernetes.io/instance"
 LABEL_COMPONENT = "app.kubernetes.io/component"
 LABEL_PART_OF = "app.kubernetes.io/part-of"
 LABEL_MANAGED_BY = "app.kubernetes.io/managed-by"
-LABEL_KUEUE_QUEUE = "kueue.x-k8s.io/queue-name"
+#: Kueue's labels (queue name, priority class) on a CompressionJob are passed on to its Job.
+KUEUE_LABEL_PREFIX = "kueue.x-k8s.io/"
+LABEL_KUEUE_QUEUE = f"{KUEUE_LABEL_PREFIX}queue-name"
 
 MANAGED_BY = "kslim-operator"
 RUNNER_NAME = "kslim-runner"
 
 ANNOTATION_SPEC_HASH = "kslim.dev/spec-hash"
-
-CONTAINER_NAME = "runner"
-CONFIG_DIR = "/etc/kslim"
-CONFIG_FILE = "job.yaml"
-OUTPUT_DIR = "/output"
-PVC_ROOT = "/mnt/pvc"
-TERMINATION_MESSAGE_PATH = "/dev/termination-log"
 
 #: A Job's name becomes a label value on its pods (batch.kubernetes.io/job-name): 63 characters.
 MAX_JOB_NAME_LENGTH = 63

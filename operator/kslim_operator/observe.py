@@ -10,12 +10,20 @@ import dataclasses
 import datetime
 from dataclasses import dataclass
 
-from kslim_operator.contract import EXIT_DEVICE, EXIT_QUALITY_GATE, NO_RETRY_EXIT_CODES
-from kslim_operator.request import JobRequest
-from kslim_operator.termination import TerminationReport, parse_termination_message
-from kslim_operator.views import JobView, PodView
+from kslim_api.contract import (
+    NO_RETRY_EXIT_CODES,
+    RUNNER_ERROR,
+    Outcome,
+    Phase,
+    Reason,
+    TerminationMessage,
+    parse_termination_message,
+    reason_for_exit_code,
+)
 
-PENDING, RUNNING, SUSPENDED, SUCCEEDED, FAILED = "Pending", "Running", "Suspended", "Succeeded", "Failed"
+from kslim_operator import names
+from kslim_operator.request import JobRequest
+from kslim_operator.views import JobView, PodView
 
 IMAGE_PULL_WAITING = frozenset(
     {"ErrImagePull", "ImagePullBackOff", "RegistryUnavailable", "SignatureValidationFailed"}
@@ -25,10 +33,6 @@ CONFIG_WAITING = frozenset({"CreateContainerConfigError", "CreateContainerError"
 #: Reasons a pod cannot start; with a start timeout they end the job.
 BLOCKING_REASONS = frozenset({"ImagePullFailed", "Unschedulable", "PVCNotFound", "ContainerConfigError"})
 
-#: Failed reasons by runner exit code when the runner left no reason of its own.
-EXIT_CODE_REASONS = {EXIT_QUALITY_GATE: "QualityGateFailed", EXIT_DEVICE: "DeviceUnsupported"}
-RUNNER_ERROR = "RunnerError"
-
 
 @dataclass(frozen=True)
 class Observation:
@@ -36,7 +40,7 @@ class Observation:
     reason: str
     message: str
     terminal: bool = False
-    report: TerminationReport | None = None
+    report: TerminationMessage | None = None
     attempts: int | None = None
     last_failure: str | None = None
     """What went wrong in the latest failed attempt (for the Retrying event)."""
@@ -45,11 +49,11 @@ class Observation:
 
     @property
     def succeeded(self) -> bool:
-        return self.phase == SUCCEEDED
+        return self.phase == Phase.SUCCEEDED
 
     @property
     def failed(self) -> bool:
-        return self.phase == FAILED
+        return self.phase == Phase.FAILED
 
 
 def parse_time(value: str | None) -> datetime.datetime | None:
@@ -86,13 +90,11 @@ def describe_pod_failure(pod: PodView, req: JobRequest) -> str:
     return text
 
 
-def failure_reason(pod: PodView | None, report: TerminationReport | None) -> str:
+def failure_reason(pod: PodView | None, report: TerminationMessage | None) -> str:
     """The Failed reason for a job the runner failed: the runner's own word, else by exit code."""
-    if report is not None and report.reason and report.outcome != "Succeeded":
+    if report is not None and report.reason and report.outcome != Outcome.SUCCEEDED:
         return report.reason
-    if pod is not None and pod.exit_code is not None:
-        return EXIT_CODE_REASONS.get(pod.exit_code, RUNNER_ERROR)
-    return RUNNER_ERROR
+    return reason_for_exit_code(pod.exit_code if pod is not None else None)
 
 
 def count_attempts(job: JobView, pods: list[PodView]) -> int:
@@ -133,7 +135,13 @@ def observe_failed_job(job: JobView, pods: list[PodView], req: JobRequest) -> Ob
         reason = cond.reason or RUNNER_ERROR
         message = cond.message or "the Job failed"
     return Observation(
-        FAILED, reason, message, terminal=True, report=report, attempts=attempts, last_failure=last_failure
+        Phase.FAILED,
+        reason,
+        message,
+        terminal=True,
+        report=report,
+        attempts=attempts,
+        last_failure=last_failure,
     )
 
 
@@ -145,7 +153,7 @@ def observe_final_pod_failure(
     report = parse_termination_message(pod.termination_message)
     message = describe_pod_failure(pod, req)
     return Observation(
-        FAILED,
+        Phase.FAILED,
         failure_reason(pod, report),
         message,
         terminal=True,
@@ -165,7 +173,12 @@ def observe_complete_job(job: JobView, pods: list[PodView]) -> Observation:
         else "completed (no report in the termination message)"
     )
     return Observation(
-        SUCCEEDED, "Completed", message, terminal=True, report=report, attempts=count_attempts(job, pods)
+        Phase.SUCCEEDED,
+        Reason.COMPLETED,
+        message,
+        terminal=True,
+        report=report,
+        attempts=count_attempts(job, pods),
     )
 
 
@@ -175,7 +188,7 @@ def _fmt(x: object, scale: float = 1.0, digits: int = 1) -> str | None:
     return None
 
 
-def summarize(report: TerminationReport) -> str:
+def summarize(report: TerminationMessage) -> str:
     """'AP 31.0 -> 30.6 (-0.4 points), speed-up 2.10x' from a report (AP shown in points)."""
     parts = []
     base = _fmt((report.baseline or {}).get("ap"), 100)
@@ -203,7 +216,7 @@ def observe_pod(
     """The current attempt's pod: running, or why it is not."""
     if pod.running:
         return Observation(
-            RUNNING,
+            Phase.RUNNING,
             "Running",
             f"attempt {attempts} running on {pod.node_name or 'a node'}",
             attempts=attempts,
@@ -237,8 +250,8 @@ def observe_pod(
         if permanent or (start_timeout_seconds > 0 and waited >= start_timeout_seconds):
             if not permanent:
                 message += f" (waited {int(waited)} s)"
-            return Observation(FAILED, reason, message, terminal=True, attempts=attempts, stop_job=True)
-    return Observation(PENDING, reason, message, attempts=attempts)
+            return Observation(Phase.FAILED, reason, message, terminal=True, attempts=attempts, stop_job=True)
+    return Observation(Phase.PENDING, reason, message, attempts=attempts)
 
 
 def observe(
@@ -258,14 +271,14 @@ def observe(
     if job is None:
         if job_created_before:
             return Observation(
-                FAILED,
+                Phase.FAILED,
                 "JobDeleted",
                 f"the Job {req.name} was deleted before it finished; delete and re-create the CompressionJob "
                 "to run it again",
                 terminal=True,
                 stop_job=False,
             )
-        return Observation(PENDING, "Creating", "creating the Job")
+        return Observation(Phase.PENDING, "Creating", "creating the Job")
     if job.failed_condition is not None:
         return observe_failed_job(job, pods, req)
     if job.complete:
@@ -285,7 +298,7 @@ def observe(
     if job.suspend:
         if req.spec.run_policy.suspend:
             return Observation(
-                SUSPENDED,
+                Phase.SUSPENDED,
                 "Suspended",
                 "suspended by spec.runPolicy.suspend; set it to false to resume from the last stage "
                 "checkpoint",
@@ -293,19 +306,19 @@ def observe(
             )
         if queued:
             return Observation(
-                PENDING,
+                Phase.PENDING,
                 "Queued",
                 f"waiting for a free slot (maxConcurrentJobs={max_concurrent_jobs})",
                 attempts=attempts,
             )
         if job.kueue:
             return Observation(
-                PENDING,
+                Phase.PENDING,
                 "Queued",
-                f"waiting for Kueue to admit the Job (queue {req.labels.get('kueue.x-k8s.io/queue-name')})",
+                f"waiting for Kueue to admit the Job (queue {req.labels.get(names.LABEL_KUEUE_QUEUE)})",
                 attempts=attempts,
             )
-        return Observation(PENDING, "Starting", "starting the Job", attempts=attempts)
+        return Observation(Phase.PENDING, "Starting", "starting the Job", attempts=attempts)
     live = [p for p in pods if not p.terminated and not p.deleting]
     pod = _newest(live)
     if pod is not None:
@@ -320,7 +333,7 @@ def observe(
         return dataclasses.replace(obs, last_failure=last_failure)
     if job.failed > 0:
         return Observation(
-            PENDING,
+            Phase.PENDING,
             "Retrying",
             f"attempt {job.failed} failed ({last_failure or 'no detail'}); retrying "
             f"(spec.runPolicy.backoffLimit={req.spec.run_policy.backoff_limit})",
@@ -329,7 +342,9 @@ def observe(
         )
     if pod_create_failure is not None:
         return observe_pod_create_failure(job, pod_create_failure, now, start_timeout_seconds, attempts)
-    return Observation(PENDING, "PodStarting", "waiting for the Job to create the pod", attempts=attempts)
+    return Observation(
+        Phase.PENDING, "PodStarting", "waiting for the Job to create the pod", attempts=attempts
+    )
 
 
 def observe_pod_create_failure(
@@ -341,11 +356,11 @@ def observe_pod_create_failure(
     waited = (now - since).total_seconds() if since else 0.0
     if start_timeout_seconds > 0 and waited >= start_timeout_seconds:
         return Observation(
-            FAILED,
+            Phase.FAILED,
             reason,
             f"{message} (waited {int(waited)} s)",
             terminal=True,
             attempts=attempts,
             stop_job=True,
         )
-    return Observation(PENDING, reason, message, attempts=attempts)
+    return Observation(Phase.PENDING, reason, message, attempts=attempts)

@@ -21,13 +21,14 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from kslim_api.contract import Phase, ProgressLine, Reason, last_progress
+
 from kslim_operator import events as ev
 from kslim_operator import names, queue, storage
 from kslim_operator.builders import build_configmap, build_job
 from kslim_operator.conditions import ACCEPTED, is_true, now_rfc3339
 from kslim_operator.kube import NotFound, PermanentApiError, TransientError
-from kslim_operator.observe import FAILED, RUNNING, SUCCEEDED, Observation, observe, parse_time
-from kslim_operator.progress import ProgressLine, last_progress
+from kslim_operator.observe import Observation, observe, parse_time
 from kslim_operator.refusals import POD_CREATE_REASONS, creation_refused, pod_create_failure
 from kslim_operator.request import InvalidSpec, JobRequest, check_installation, parse_request
 from kslim_operator.settings import Settings
@@ -144,7 +145,7 @@ class Reconciler:
             check_installation(req, self.settings.allowed_service_accounts)
         except InvalidSpec as error:
             desired = invalid_spec_status(current, str(error), int(meta.get("generation") or 1), now)
-            obs = Observation(FAILED, "InvalidSpec", str(error), terminal=True)
+            obs = Observation(Phase.FAILED, Reason.INVALID_SPEC, str(error), terminal=True)
             wait = await self._write_status(key, current, desired, obs, mem, post)
             return wait
 
@@ -210,7 +211,7 @@ class Reconciler:
         inputs = Inputs(
             now=now,
             job_created=job is not None or job_created_before,
-            progress=mem.progress if obs.phase == RUNNING else None,
+            progress=mem.progress if obs.phase == Phase.RUNNING else None,
             progress_time=mem.progress_time,
             job_created_at=_rfc3339(job.created) if job is not None else None,
         )
@@ -224,7 +225,7 @@ class Reconciler:
             self._observe_stage_end(mem, None)
             self.state.poke_queued()
             return None
-        if obs.phase == RUNNING:
+        if obs.phase == Phase.RUNNING:
             return self.settings.progress_interval_seconds
         if obs.reason in ("Queued", "Suspended"):
             return RESYNC_SECONDS  # woken up by a poke when a slot frees or the spec changes
@@ -291,6 +292,13 @@ class Reconciler:
         )
 
     async def _poll_progress(self, req: JobRequest, pod: PodView, mem: JobMemory, now: str) -> None:
+        """The newest progress line in the running pod's log tail.
+
+        Why the log and not a push from the runner: reading the log keeps API credentials out of the
+        GPU pods (the runner pod mounts no service account token), works with any serviceAccount a
+        user picks, and costs one small GET per running job per interval; the final result still
+        travels in the termination message, so a lost log line only delays progress, never the
+        outcome."""
         if self.clock() - mem.last_log_poll < self.settings.progress_interval_seconds:
             return
         mem.last_log_poll = self.clock()
@@ -392,8 +400,8 @@ class Reconciler:
             m.created.inc()
         if (after.get("attempts") or 0) > (before.get("attempts") or 0) >= 1:
             m.retries.inc((after.get("attempts") or 0) - (before.get("attempts") or 0))
-        if now in (SUCCEEDED, FAILED) and was != now:
-            if now == SUCCEEDED:
+        if now in (Phase.SUCCEEDED, Phase.FAILED) and was != now:
+            if now == Phase.SUCCEEDED:
                 m.succeeded.inc()
             else:
                 m.failed.labels(reason=obs.reason).inc()

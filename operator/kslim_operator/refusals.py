@@ -9,9 +9,9 @@ timeout, each with the server's message.
 
 from __future__ import annotations
 
-from kslim_api.uris import redact
+from kslim_api.contract import Phase, redact
 
-from kslim_operator.observe import FAILED, Observation
+from kslim_operator.observe import Observation
 
 #: Shown while a Job cannot create its pod, and the Failed reason once the start timeout passes.
 POD_CREATE_REASONS = ("PodSecurityViolation", "QuotaExceeded", "PodCreateFailed")
@@ -34,7 +34,7 @@ def creation_refused(what: str, status: int, message: str) -> Observation:
     text = f"the API server refused the {what} built from this spec ({status}): {redact(message)}"
     if reason == "InvalidSpec":
         text += "; fix the spec (often spec.template) and re-create the CompressionJob"
-    return Observation(FAILED, reason, text[:2000], terminal=True)
+    return Observation(Phase.FAILED, reason, text[:2000], terminal=True)
 
 
 def pod_create_failure(messages: list[str]) -> tuple[str, str] | None:

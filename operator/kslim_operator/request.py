@@ -2,14 +2,29 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from typing import Any
 
+from kslim_api.compressionjob import CompressionJobSpec
 from kslim_api.podpolicy import service_account_message, service_account_ok
-from kslim_api.v1alpha1 import API_VERSION, KIND, CompressionJobSpec
+from kslim_api.v1alpha1 import API_VERSION, KIND
 from pydantic import ValidationError
 
 from kslim_operator import names
+
+
+def resolved_spec(spec: CompressionJobSpec) -> dict[str, Any]:
+    """The spec with every default filled in, as the runner will see it."""
+    return spec.model_dump(mode="json", by_alias=True, exclude_none=True)
+
+
+def get_spec_hash(spec: CompressionJobSpec) -> str:
+    """A hash of everything in the spec the Job is built from, except runPolicy.suspend (the only
+    field that may change once the job has started)."""
+    data = resolved_spec(spec)
+    data.get("runPolicy", {}).pop("suspend", None)
+    return names.short_hash(json.dumps(data, sort_keys=True), 16)
 
 
 @dataclass(frozen=True)
@@ -27,11 +42,9 @@ class JobRequest:
 
     @property
     def spec_hash(self) -> str:
-        """builders.configmap.get_spec_hash of the spec, computed once per request."""
+        """get_spec_hash of the spec, computed once per request (the ConfigMap carries it)."""
         cached = self.__dict__.get("_spec_hash")
         if cached is None:
-            from kslim_operator.builders.configmap import get_spec_hash
-
             cached = get_spec_hash(self.spec)
             object.__setattr__(self, "_spec_hash", cached)
         return str(cached)
@@ -39,7 +52,7 @@ class JobRequest:
     @property
     def kueue_labels(self) -> dict[str, str]:
         """Kueue's labels (queue name, priority class) are passed through to the Job."""
-        return {k: v for k, v in self.labels.items() if k.startswith("kueue.x-k8s.io/")}
+        return {k: v for k, v in self.labels.items() if k.startswith(names.KUEUE_LABEL_PREFIX)}
 
     @property
     def kueue_managed(self) -> bool:

@@ -10,35 +10,17 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from kslim_api.status import Delta, ModelMetrics, QualityGateStatus
+from kslim_api.contract import Phase, ProgressLine, Reason, planned_stages, redact
+from kslim_api.status import CompressionJobStatus, Delta, ModelMetrics, QualityGateStatus
 from kslim_api.summary import strategy_summary as summarize_steps
-from kslim_api.uris import redact
 from pydantic import BaseModel, ValidationError
 
 from kslim_operator import conditions as cond
-from kslim_operator.observe import FAILED, RUNNING, SUCCEEDED, SUSPENDED, Observation
-from kslim_operator.progress import ProgressLine, overall_percent, planned_stages
+from kslim_operator.observe import Observation
 from kslim_operator.request import JobRequest
 
-#: Status keys the operator owns (others, e.g. Kopf's, are left alone).
-OWNED_KEYS = (
-    "observedGeneration",
-    "phase",
-    "stage",
-    "strategySummary",
-    "progress",
-    "conditions",
-    "baseline",
-    "result",
-    "delta",
-    "qualityGate",
-    "artifacts",
-    "attempts",
-    "startTime",
-    "completionTime",
-    "message",
-)
-MAX_MESSAGE = 4096
+#: Status keys the operator owns: the status model's (others, e.g. Kopf's, are left alone).
+OWNED_KEYS = tuple(field.alias or name for name, field in CompressionJobStatus.model_fields.items())
 
 
 @dataclass(frozen=True)
@@ -82,6 +64,16 @@ def strategy_summary(req: JobRequest) -> str:
         return "slimConfig"
 
 
+def overall_percent(stages: list[str], line: ProgressLine) -> float | None:
+    """Whole-job percent: each planned stage is an equal share. Repeated methods (two prune steps)
+    count from the first unfinished one, which is what the runner reports next."""
+    if line.stage not in stages:
+        return None
+    index = stages.index(line.stage)
+    within = (line.percent or 0.0) / 100.0
+    return round(100.0 * (index + within) / len(stages), 1)
+
+
 def build_progress(req: JobRequest, line: ProgressLine, when: str | None) -> dict[str, Any]:
     try:
         methods = [s.method for s in req.spec.resolved_steps()]
@@ -104,27 +96,28 @@ def desired_conditions(
     obs: Observation, current: list[dict[str, Any]], job_created: bool
 ) -> list[cond.Desired]:
     out: list[cond.Desired] = []
-    if obs.reason == "InvalidSpec" or (obs.phase == FAILED and not job_created):
+    if obs.reason == Reason.INVALID_SPEC or (obs.phase == Phase.FAILED and not job_created):
         out.append(cond.Desired(cond.ACCEPTED, False, obs.reason, obs.message))
     elif job_created:
         out.append(cond.Desired(cond.ACCEPTED, True, "JobCreated", "the ConfigMap and the Job are created"))
-    running = obs.phase == RUNNING
+    running = obs.phase == Phase.RUNNING
     out.append(cond.Desired(cond.RUNNING, running, obs.reason if not running else "Running", obs.message))
-    if obs.phase == SUSPENDED:
+    if obs.phase == Phase.SUSPENDED:
         out.append(cond.Desired(cond.SUSPENDED, True, "Suspended", obs.message))
     elif cond.find(current, cond.SUSPENDED) is not None:
         out.append(cond.Desired(cond.SUSPENDED, False, "Resumed", "spec.runPolicy.suspend is false"))
-    if obs.phase == SUCCEEDED:
+    if obs.phase == Phase.SUCCEEDED:
         out.append(cond.Desired(cond.SUCCEEDED, True, obs.reason, obs.message))
         out.append(cond.Desired(cond.FAILED, False, obs.reason, obs.message))
-    elif obs.phase == FAILED:
+    elif obs.phase == Phase.FAILED:
         out.append(cond.Desired(cond.FAILED, True, obs.reason, obs.message))
         out.append(cond.Desired(cond.SUCCEEDED, False, obs.reason, obs.message))
     gate = obs.report.quality_gate if obs.report else None
     if gate is not None and isinstance(gate.get("passed"), bool):
         passed = gate["passed"]
         # a gate the latency spread could not decide is not reported as a miss
-        missed = "MeasurementUnstable" if obs.reason == "MeasurementUnstable" else "QualityGateFailed"
+        unstable = obs.reason == Reason.MEASUREMENT_UNSTABLE
+        missed = Reason.MEASUREMENT_UNSTABLE if unstable else Reason.QUALITY_GATE_FAILED
         out.append(
             cond.Desired(
                 cond.QUALITY_GATE_PASSED,
@@ -143,13 +136,13 @@ def build_status(
     status: dict[str, Any] = {k: current[k] for k in OWNED_KEYS if k in current}
     status["observedGeneration"] = req.generation
     status["phase"] = obs.phase
-    status["message"] = redact(obs.message)[:MAX_MESSAGE]
+    status["message"] = redact(obs.message)[: cond.MAX_MESSAGE]
     status["strategySummary"] = strategy_summary(req)
     if inputs.job_created and not status.get("startTime"):
         status["startTime"] = inputs.job_created_at or inputs.now
     if obs.attempts is not None:
         status["attempts"] = max(obs.attempts, int(current.get("attempts") or 0))
-    if obs.phase == RUNNING and inputs.progress is not None:
+    if obs.phase == Phase.RUNNING and inputs.progress is not None:
         status["stage"] = inputs.progress.stage
         status["progress"] = build_progress(req, inputs.progress, inputs.progress_time or inputs.now)
     report = obs.report
@@ -158,7 +151,7 @@ def build_status(
             status["completionTime"] = inputs.now
         if report is not None and report.stage:
             status["stage"] = report.stage
-        if obs.phase == SUCCEEDED:
+        if obs.phase == Phase.SUCCEEDED:
             status["progress"] = {"percent": 100.0, "stagePercent": 100.0, "updateTime": inputs.now}
     if report is not None and report.structured:
         for key, model, value in (
@@ -182,16 +175,16 @@ def build_status(
 
 
 def invalid_spec_status(
-    current: dict[str, Any], message: str, generation: int, now: str, reason: str = "InvalidSpec"
+    current: dict[str, Any], message: str, generation: int, now: str, reason: str = Reason.INVALID_SPEC
 ) -> dict[str, Any]:
     """The status of a job that never got a Job: its spec bypassed validation, or the API server
     refused a child built from it. Failed with `reason`, once."""
-    obs = Observation(FAILED, reason, message, terminal=True)
+    obs = Observation(Phase.FAILED, reason, message, terminal=True)
     status: dict[str, Any] = {k: current[k] for k in OWNED_KEYS if k in current}
     status.update(
         observedGeneration=generation,
-        phase=FAILED,
-        message=redact(message)[:MAX_MESSAGE],
+        phase=Phase.FAILED,
+        message=redact(message)[: cond.MAX_MESSAGE],
         completionTime=current.get("completionTime") or now,
     )
     status["conditions"] = cond.merge(

@@ -1,37 +1,19 @@
 """Where a job's data lives: pvc:// URIs -> the volumes and mounts of the runner pod.
 
-Each claim named by any pvc:// URI of the spec is mounted at /mnt/pvc/<claim> (the runner maps
-pvc://claim/path to $KSLIM_PVC_ROOT/claim/path); the output location is also mounted at /output,
-as the sub-path <path>/<job name> of its claim, so every attempt writes to (and resumes from) the
-same folder.
+Each claim named by any pvc:// URI of the spec is mounted at PVC_ROOT/<claim> (the runner maps
+pvc://claim/path to $KSLIM_PVC_ROOT/claim/path; kslim_api.contract); the output location is also
+mounted at OUTPUT_DIR, as the sub-path <path>/<job name> of its claim, so every attempt writes to
+(and resumes from) the same folder.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
 from typing import Any
 
+from kslim_api.contract import OUTPUT_DIR, PVC_ROOT, parse_pvc_uri
+
 from kslim_operator import names
-
-PVC_SCHEME = "pvc://"
-
-
-@dataclass(frozen=True)
-class PvcRef:
-    claim: str
-    path: str  # inside the claim, no leading/trailing slash; "" for the root
-
-
-def parse_pvc_uri(uri: str) -> PvcRef | None:
-    """pvc://claim/some/path -> PvcRef("claim", "some/path"); None for other schemes."""
-    if not uri.startswith(PVC_SCHEME):
-        return None
-    rest = uri[len(PVC_SCHEME) :].strip("/")
-    claim, _, path = rest.partition("/")
-    if not claim:
-        return None
-    return PvcRef(claim=claim, path=path.strip("/"))
 
 
 def iter_strings(value: Any) -> Iterator[str]:
@@ -69,7 +51,7 @@ def build_claim_volumes(claims: Iterable[str]) -> list[dict[str, Any]]:
 
 
 def build_claim_mounts(claims: Iterable[str]) -> list[dict[str, Any]]:
-    return [{"name": volume_name(claim), "mountPath": f"{names.PVC_ROOT}/{claim}"} for claim in claims]
+    return [{"name": volume_name(claim), "mountPath": f"{PVC_ROOT}/{claim}"} for claim in claims]
 
 
 def build_output_mount(output_uri: str, job_name: str) -> dict[str, Any]:
@@ -77,9 +59,9 @@ def build_output_mount(output_uri: str, job_name: str) -> dict[str, Any]:
     (the runner uploads from there)."""
     ref = parse_pvc_uri(output_uri)
     if ref is None:
-        return {"name": "output", "mountPath": names.OUTPUT_DIR}
+        return {"name": "output", "mountPath": OUTPUT_DIR}
     return {
         "name": volume_name(ref.claim),
-        "mountPath": names.OUTPUT_DIR,
+        "mountPath": OUTPUT_DIR,
         "subPath": get_output_subpath(output_uri, job_name),
     }

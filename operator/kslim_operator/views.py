@@ -8,6 +8,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from kslim_api.contract import CONTAINER_NAME
+
 from kslim_operator import names
 
 
@@ -131,7 +133,7 @@ def job_view(body: dict[str, Any]) -> JobView:
 
 def _runner_status(status: dict[str, Any]) -> dict[str, Any]:
     for cs in status.get("containerStatuses") or []:
-        if cs.get("name") == names.CONTAINER_NAME:
+        if cs.get("name") == CONTAINER_NAME:
             return dict(cs)
     return {}
 

@@ -1,7 +1,7 @@
 """The `kslim` command line. Subcommands import their heavy parts lazily, so `kslim validate`
 works without Paddle installed.
 
-Exit codes are kslim_runner.errors' (docs/contracts.md): 0 success, 1 internal error, 2 user error
+Exit codes are kslim_api.contract's (docs/contracts.md): 0 success, 1 internal error, 2 user error
 (bad file, bad spec, bad data, bad arguments), 3 quality gate, 4 device.
 """
 

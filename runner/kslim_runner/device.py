@@ -12,6 +12,8 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from kslim_api.contract import Reason
+
 from kslim_runner.errors import DeviceError
 
 MIN_CAPABILITY = (6, 1)
@@ -62,7 +64,7 @@ def decide_device(requested: str, compiled_with_cuda: bool, gpus: list[GpuInfo])
         raise DeviceError(
             "spec.benchmark.device is gpu but paddle sees no CUDA device; give the pod a GPU "
             "(spec.resources.gpus) or set spec.benchmark.device to cpu",
-            reason="NoGPU",
+            reason=Reason.NO_GPU,
         )
     if not visible:
         return DeviceDecision("cpu", "no CUDA device visible")

@@ -1,19 +1,15 @@
-"""The runner's failure kinds and the exit codes they map to (docs/contracts.md)."""
+"""The runner's failure kinds: each carries its exit code and reason (kslim_api.contract)."""
 
 from __future__ import annotations
 
-EXIT_OK = 0
-EXIT_INTERNAL = 1
-EXIT_USER = 2
-EXIT_QUALITY_GATE = 3
-EXIT_DEVICE = 4
+from kslim_api.contract import EXIT_DEVICE, EXIT_INTERNAL, EXIT_QUALITY_GATE, EXIT_USER, Reason
 
 
 class KslimError(Exception):
     """A failure with a one-line message meant for the user and a CamelCase reason."""
 
     exit_code = EXIT_INTERNAL
-    reason = "InternalError"
+    reason: str = Reason.INTERNAL_ERROR
 
     def __init__(self, message: str, *, reason: str | None = None) -> None:
         super().__init__(message)
@@ -35,21 +31,21 @@ class UserError(KslimError):
     """The job file, the data or the weights are wrong: exit 2, never retried."""
 
     exit_code = EXIT_USER
-    reason = "InvalidInput"
+    reason = Reason.INVALID_INPUT
 
 
 class DeviceError(KslimError):
     """The requested device cannot run this Paddle build: exit 4."""
 
     exit_code = EXIT_DEVICE
-    reason = "DeviceUnsupported"
+    reason = Reason.DEVICE_UNSUPPORTED
 
 
 class QualityGateFailed(KslimError):
     """The result missed the job's quality gate: exit 3, artifacts and report kept."""
 
     exit_code = EXIT_QUALITY_GATE
-    reason = "QualityGateFailed"
+    reason = Reason.QUALITY_GATE_FAILED
 
 
 class StorageUnavailable(KslimError):
@@ -57,4 +53,4 @@ class StorageUnavailable(KslimError):
     retries (backoffLimit), because an outage passes and a retried pod reuses what it downloaded."""
 
     exit_code = EXIT_INTERNAL
-    reason = "StorageUnavailable"
+    reason = Reason.STORAGE_UNAVAILABLE

@@ -1,53 +1,19 @@
-"""Progress reporting: one JSON line per logging step on stdout (the operator tails the pod log),
-and a tqdm bar on an interactive terminal."""
+"""Progress reporting: one progress line (kslim_api.contract) per logging step on stdout, which the
+operator reads from the pod log, and a tqdm bar on an interactive terminal."""
 
 from __future__ import annotations
 
-import json
-import math
 import os
 import sys
 import time
-from typing import Any, TextIO
+from typing import TextIO
 
-from kslim_api.status import Stage
-
-STAGES = tuple(stage.value for stage in Stage)  # the schema's order (docs/contracts.md)
-
-
-def _finite(x: float | None, ndigits: int = 5) -> float | None:
-    if x is None or not math.isfinite(x):
-        return None
-    return round(float(x), ndigits)
-
-
-def progress_line(
-    stage: str,
-    step: int,
-    total: int,
-    *,
-    loss: float | None = None,
-    ap: float | None = None,
-    eta_seconds: float | None = None,
-) -> str:
-    """The contract's progress object as one compact JSON line."""
-    percent = 100.0 * step / total if total > 0 else 100.0
-    obj: dict[str, Any] = {
-        "kslim": "progress",
-        "stage": stage,
-        "step": int(step),
-        "total": int(total),
-        "percent": round(percent, 1),
-        "loss": _finite(loss),
-        "ap": _finite(ap),
-        "etaSeconds": None if eta_seconds is None else max(0, round(eta_seconds)),
-    }
-    return json.dumps(obj, separators=(", ", ": "))
+from kslim_api.contract import NO_TQDM_ENV, ProgressLine
 
 
 def interactive() -> bool:
     """A local terminal (tqdm bar) rather than a pod or a pipe."""
-    if os.environ.get("KUBERNETES_SERVICE_HOST") or os.environ.get("KSLIM_NO_TQDM"):
+    if os.environ.get("KUBERNETES_SERVICE_HOST") or os.environ.get(NO_TQDM_ENV):
         return False
     return sys.stderr.isatty()
 
@@ -97,7 +63,8 @@ class Progress:
     def emit(self, *, loss: float | None = None, ap: float | None = None) -> None:
         if self.quiet:
             return
-        line = progress_line(self.stage, self.step, self.total, loss=loss, ap=ap, eta_seconds=self.eta())
+        report = ProgressLine.at(self.stage, self.step, self.total, loss=loss, ap=ap, eta_seconds=self.eta())
+        line = report.render()
         if self._bar is not None:
             self._bar.write(line, file=self.stream)
         else:

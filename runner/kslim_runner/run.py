@@ -10,7 +10,24 @@ import traceback
 from pathlib import Path
 from typing import Any
 
-from kslim_runner.errors import EXIT_INTERNAL, EXIT_OK, EXIT_QUALITY_GATE, KslimError, UserError
+from kslim_api.contract import (
+    EXIT_INTERNAL,
+    EXIT_OK,
+    EXIT_QUALITY_GATE,
+    HTTP_SCHEMES,
+    OUTPUT_URI_ENV,
+    PVC_ROOT,
+    PVC_ROOT_ENV,
+    S3_SCHEME,
+    Outcome,
+    Reason,
+    Stage,
+    TerminationMessage,
+    parse_pvc_uri,
+    redact,
+)
+
+from kslim_runner.errors import KslimError, UserError
 
 DEFAULT_LOCAL_OUTPUT = "output"
 
@@ -19,32 +36,33 @@ def output_location(job: Any, job_dir: Path, output: str | None) -> tuple[Path, 
     """(local folder, the URI artifacts are reported under). --output wins; else spec.output.uri with
     the job's name appended; else ./output/<name>. In a pod, --output is the mount of
     spec.output.uri/<name>, so artifacts are reported under that URI."""
-    from kslim_runner.uris import DEFAULT_PVC_ROOT, PVC_ROOT_ENV, pvc_root, resolve_uri
+    from kslim_runner.uris import pvc_root, resolve_uri
 
     name = job.metadata.name
     spec_uri = None if job.spec.output is None else f"{job.spec.output.uri.rstrip('/')}/{name}"
     if output is not None:
         # KSLIM_OUTPUT_URI: set by the operator on runner pods (also where no Service env exists)
-        in_pod = bool(os.environ.get("KUBERNETES_SERVICE_HOST") or os.environ.get("KSLIM_OUTPUT_URI"))
+        in_pod = bool(os.environ.get("KUBERNETES_SERVICE_HOST") or os.environ.get(OUTPUT_URI_ENV))
         return Path(output).absolute(), spec_uri if in_pod else None
-    if spec_uri is not None and spec_uri.startswith("s3://"):
+    if spec_uri is not None and spec_uri.startswith(S3_SCHEME):
         # Staged in a local folder, uploaded when the job ends (storage.publish).
         return (Path.cwd() / DEFAULT_LOCAL_OUTPUT / name).absolute(), spec_uri
-    if spec_uri is not None and spec_uri.startswith(("http://", "https://")):
+    if spec_uri is not None and spec_uri.startswith(HTTP_SCHEMES):
         raise UserError(
             f"spec.output.uri {job.spec.output.uri}: http(s):// cannot be written to; use s3:// or pvc://",
-            reason="InvalidSpec",
+            reason=Reason.INVALID_SPEC,
         )
     if spec_uri is not None:
         local = resolve_uri(spec_uri, job_dir, what="spec.output.uri")
-        if spec_uri.startswith("pvc://"):
-            claim = pvc_root() / spec_uri[len("pvc://") :].split("/", 1)[0]
+        ref = parse_pvc_uri(spec_uri)
+        if ref is not None:
+            claim = pvc_root() / ref.claim
             if not claim.is_dir():
                 raise UserError(
                     f"spec.output.uri {job.spec.output.uri}: claim folder {claim} does not exist (claims are "
-                    f"mounted under ${PVC_ROOT_ENV}, default {DEFAULT_PVC_ROOT}); set {PVC_ROOT_ENV} or pass "
+                    f"mounted under ${PVC_ROOT_ENV}, default {PVC_ROOT}); set {PVC_ROOT_ENV} or pass "
                     "--output",
-                    reason="OutputNotWritable",
+                    reason=Reason.OUTPUT_NOT_WRITABLE,
                 )
         return local, None
     return (Path.cwd() / DEFAULT_LOCAL_OUTPUT / name).absolute(), None
@@ -60,7 +78,7 @@ def ensure_writable(out: Path) -> None:
         raise UserError(
             f"output folder {out} is not writable ({e.strerror or e}); choose another --output or fix the "
             "volume's permissions",
-            reason="OutputNotWritable",
+            reason=Reason.OUTPUT_NOT_WRITABLE,
         ) from e
 
 
@@ -71,7 +89,7 @@ def _load(file: str) -> Any:
         return load_job(file)
     except InvalidJobError as e:
         where = e.source or file
-        raise UserError(f"{where}: invalid CompressionJob: {e}", reason="InvalidSpec") from e
+        raise UserError(f"{where}: invalid CompressionJob: {e}", reason=Reason.INVALID_SPEC) from e
 
 
 def _setup_context(file: str, output: str | None) -> Any:
@@ -131,13 +149,11 @@ def build_pipeline(ctx: Any) -> Any:
 
 
 def _fail(err: str, reason: str, stage: str | None, exit_code: int) -> int:
-    from kslim_api.uris import redact
-
     from kslim_runner.report import termination
 
     err = redact(err)  # the message goes to the log, the termination message and the CR's status
     print(f"kslim: error: {err}", file=sys.stderr, flush=True)
-    termination.write({"outcome": "Failed", "reason": reason, "message": err, "stage": stage})
+    termination.write(TerminationMessage.failed(reason, err, stage))
     return exit_code
 
 
@@ -176,14 +192,14 @@ def run_command(file: str, output: str | None = None) -> int:
             stage = pipeline.current.stage
         traceback.print_exc(file=sys.stderr)
         msg = " ".join(f"{type(e).__name__}: {e}".split())[:1000]
-        return _fail(f"internal error in stage {stage}: {msg}", "InternalError", stage, EXIT_INTERNAL)
+        return _fail(f"internal error in stage {stage}: {msg}", Reason.INTERNAL_ERROR, stage, EXIT_INTERNAL)
     return _finish(ctx)
 
 
 def _publish(ctx: Any) -> None:
     """Upload the output to spec.output's s3:// location (also when the quality gate failed: the
     artifacts are kept there as they are in a volume)."""
-    if ctx.out_uri is None or not ctx.out_uri.startswith("s3://"):
+    if ctx.out_uri is None or not ctx.out_uri.startswith(S3_SCHEME):
         return
     from kslim_runner.storage.publish import publish
     from kslim_runner.storage.s3 import S3Settings
@@ -198,16 +214,22 @@ def _finish(ctx: Any) -> int:
     print(rep["table"], flush=True)
     print(f"kslim: report {ctx.out / 'report.md'}", flush=True)
     passed = rep["passed"]
+    headline = rep["headline"]
     # MeasurementUnstable: the latency spread could not decide qualityGate.minSpeedup
-    gate_reason = (rep["headline"].get("qualityGate") or {}).get("reason") or "QualityGateFailed"
-    payload = {
-        "outcome": "Succeeded" if passed else "Failed",
-        "reason": "Completed" if passed else gate_reason,
-        "message": rep["gateMessage"] or "completed; no quality gate set",
-        "stage": "report",
-        **rep["headline"],
-    }
-    termination.write(payload)
+    gate_reason = (headline.get("qualityGate") or {}).get("reason") or Reason.QUALITY_GATE_FAILED
+    termination.write(
+        TerminationMessage(
+            outcome=Outcome.SUCCEEDED if passed else Outcome.FAILED,
+            reason=Reason.COMPLETED if passed else gate_reason,
+            message=rep["gateMessage"] or "completed; no quality gate set",
+            stage=Stage.REPORT,
+            baseline=headline.get("baseline"),
+            result=headline.get("result"),
+            delta=headline.get("delta"),
+            quality_gate=headline.get("qualityGate"),
+            artifacts=headline.get("artifacts") or {},
+        )
+    )
     if not passed:
         print(f"kslim: quality gate {rep['gateMessage']}", file=sys.stderr, flush=True)
         return EXIT_QUALITY_GATE

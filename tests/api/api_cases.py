@@ -115,6 +115,7 @@ class BadSpec:
 
 
 SYNTHETIC = {"format": "synthetic"}
+PRETRAINED_URI = "kslim://pretrained/shapes-yolov3-mobilenet-v1-x0.25"
 PTQ = [{"ptq": {"algo": "hist"}}]
 DISTILL = {"distill": {"teacher": {"architecture": "yolov3_darknet53"}}}
 PPDET_TEACHER = "pvc://models/configs/yolov3/yolov3_r34_270e_coco.yml"
@@ -148,7 +149,7 @@ def _template(**fields: Any) -> Mutation:
     return sets(spec__template=fields)
 
 
-#: What a job author may not put into the pod, or into a URI (kslim_api.podpolicy, kslim_api.uris);
+#: What a job author may not put into the pod, or into a URI (kslim_api.podpolicy, kslim_api.contract.uris);
 #: `message` is what both the API server and `kslim validate` must print.
 _VOLUME = "a volume must be exactly one of"
 _ENV = "are set by the operator and cannot be overridden"
@@ -380,6 +381,32 @@ BAD_SPECS: list[BadSpec] = [
     ),
     BadSpec("synthetic-classes-mismatch", sets(spec__dataset=SYNTHETIC), "spec.model.numClasses"),
     BadSpec(
+        "synthetic-min-object-side-above-max",
+        sets(
+            spec__dataset={
+                "format": "synthetic",
+                "synthetic": {"minObjectSide": "0.6", "maxObjectSide": "0.3"},
+            },
+            spec__model__numClasses=3,
+        ),
+        "spec.dataset.synthetic.minObjectSide",
+    ),
+    BadSpec(
+        "pretrained-weights-of-another-width",
+        sets(spec__model__weights__uri=PRETRAINED_URI, spec__model__width="0.5", spec__model__numClasses=3),
+        "spec.model.weights.uri",
+    ),
+    BadSpec(
+        "pretrained-weights-unknown-name",
+        sets(spec__model__weights__uri="kslim://pretrained/no-such-weights", spec__model__width="0.25"),
+        "spec.model.weights.uri",
+    ),
+    BadSpec(
+        "kslim-scheme-outside-weights",
+        sets(spec__output__uri=PRETRAINED_URI),
+        "spec.output.uri",
+    ),
+    BadSpec(
         "ratio-and-ratios",
         sets(spec__strategy__0__prune__ratios={"conv2d_1.w_0": "0.2"}),
         "spec.strategy[0].prune",
@@ -541,6 +568,23 @@ GOOD_SPECS: list[GoodSpec] = [
     GoodSpec("baseline-only", sets(spec__strategy=[])),
     GoodSpec("ptq-on-inference-model", sets(spec__model=INFERENCE_MODEL, spec__strategy=PTQ)),
     GoodSpec("synthetic-defaults", both(sets(spec__dataset=SYNTHETIC, spec__model__numClasses=3))),
+    GoodSpec(
+        "pretrained-weights-of-their-model",
+        sets(
+            spec__model__weights__uri=PRETRAINED_URI,
+            spec__model__width="0.25",
+            spec__model__numClasses=3,
+            spec__dataset={
+                "format": "synthetic",
+                "synthetic": {
+                    "maxObjects": 4,
+                    "minObjectSide": "0.2",
+                    "maxObjectSide": "0.5",
+                    "clutter": False,
+                },
+            },
+        ),
+    ),
     GoodSpec(
         "synthetic-without-weights",
         both(drops("spec.model.weights"), sets(spec__dataset=SYNTHETIC, spec__model__numClasses=3)),

@@ -10,7 +10,8 @@ from typing import Any
 import pytest
 import yaml
 from api_cases import POLICY_CASES, BadSpec, valid_job
-from kslim_api import podpolicy, uris
+from kslim_api import podpolicy
+from kslim_api.contract import uris
 from kslim_api.validate import InvalidJobError, load_job, validate_command
 from support import kube
 from support.controlplane import ControlPlane

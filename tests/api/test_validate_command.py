@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 import yaml
 from api_cases import REPO_ROOT, valid_job
-from kslim_api.validate import EXIT_OK, EXIT_USER, validate_command
+from kslim_api.contract import EXIT_OK, EXIT_USER
+from kslim_api.validate import validate_command
 
 
 def write(tmp_path: Path, name: str, text: str) -> str:

@@ -15,6 +15,8 @@ import sys
 import time
 from pathlib import Path
 
+from kslim_api.contract import TERMINATION_MESSAGE_PATH_ENV, Outcome, ProgressLine, Reason, TerminationMessage
+
 
 def main(argv: list[str]) -> int:
     if argv[:1] != ["run"] or "--output" not in argv:
@@ -28,18 +30,18 @@ def main(argv: list[str]) -> int:
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     steps = int(knobs.get("steps", 3))
     for step in range(1, steps + 1):
-        line = {"kslim": "progress", "stage": "baseline", "step": step, "total": steps}
-        print(json.dumps({**line, "percent": 100.0 * step / steps}), flush=True)
+        print(ProgressLine.at("baseline", step, steps).render(), flush=True)
     print("free text on stderr", file=sys.stderr, flush=True)
     time.sleep(float(knobs.get("sleep", 0)))
     code = int(knobs.get("exitCode", 0))
-    message = {
-        "outcome": "Succeeded" if code == 0 else "Failed",
-        "reason": knobs.get("reason", "Completed" if code == 0 else "FakeFailure"),
-        "message": knobs.get("message", "fake runner done"),
-    }
+    message = TerminationMessage(
+        outcome=Outcome.SUCCEEDED if code == 0 else Outcome.FAILED,
+        reason=knobs.get("reason", Reason.COMPLETED if code == 0 else "FakeFailure"),
+        message=knobs.get("message", "fake runner done"),
+        stage="report",
+    )
     if knobs.get("writeMessage", True):
-        Path(os.environ["KSLIM_TERMINATION_MESSAGE_PATH"]).write_text(json.dumps(message))
+        Path(os.environ[TERMINATION_MESSAGE_PATH_ENV]).write_text(message.render())
     return code
 
 

@@ -177,6 +177,7 @@ def test_a_runner_pod_runs_to_succeeded_with_local_paths(
         "outcome": "Succeeded",
         "reason": "Completed",
         "message": "fake runner done",
+        "stage": "report",
     }
     record = seen(kubelet, "ok")
     pod_dir = kubelet.config.root / "pods" / pod["metadata"]["uid"]

@@ -10,7 +10,7 @@ import json
 from pathlib import Path
 
 import pytest
-from kslim_runner.errors import EXIT_OK, EXIT_QUALITY_GATE
+from kslim_api.contract import EXIT_OK, EXIT_QUALITY_GATE
 from kslim_runner.run import run_command
 
 pytestmark = pytest.mark.slow

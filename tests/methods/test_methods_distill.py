@@ -14,7 +14,8 @@ from kslim_runner.methods.distill_loss import DistillLoss, DistillStudent, yolov
 from kslim_runner.models import DetectorConfig, build_detector
 from kslim_runner.pipeline.models import load_row_model
 from kslim_runner.train.config import TrainConfig
-from kslim_runner.train.loop import default_loss, train_detector
+from kslim_runner.train.detector import train_detector
+from kslim_runner.train.loop import default_loss
 from methods_helpers import run_steps
 
 

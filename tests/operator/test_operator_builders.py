@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import yaml
 from cj_samples import cj_body, with_spec
-from kslim_api.v1alpha1 import CompressionJob
+from kslim_api.compressionjob import CompressionJob
 from kslim_operator import names
-from kslim_operator.builders import build_configmap, build_job, get_spec_hash
-from kslim_operator.request import parse_request
+from kslim_operator.builders import build_configmap, build_job
+from kslim_operator.request import get_spec_hash, parse_request
 from kslim_operator.settings import Settings
 
 SETTINGS = Settings(image="registry.example/kslim-runner:1.2.3")

@@ -6,12 +6,12 @@ import shutil
 import subprocess
 
 from cj_samples import cj_body, report_text
+from kslim_api.contract import parse_termination_message
 from kslim_operator.metrics import Metrics
 from kslim_operator.observe import Observation
 from kslim_operator.request import parse_request
 from kslim_operator.status import Inputs, build_status
 from kslim_operator.summary import summarize_job
-from kslim_operator.termination import parse_termination_message
 from prometheus_client import generate_latest
 
 

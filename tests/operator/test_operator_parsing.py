@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 
 from cj_samples import report_text
-from kslim_operator.progress import last_progress, overall_percent, parse_progress_line, planned_stages
-from kslim_operator.termination import parse_termination_message
+from kslim_api.contract import last_progress, parse_progress_line, parse_termination_message, planned_stages
+from kslim_operator.status import overall_percent
 
 
 def test_termination_message_report() -> None:

@@ -8,8 +8,9 @@ from pathlib import Path
 
 import pytest
 from cj_samples import cj_body, with_spec
+from kslim_api.contract import Phase
 from kslim_api.podpolicy import service_account_message
-from kslim_operator.observe import FAILED, PENDING, observe_pod_create_failure
+from kslim_operator.observe import observe_pod_create_failure
 from kslim_operator.refusals import creation_refused, pod_create_failure
 from kslim_operator.views import JobView
 from kubernetes import client
@@ -20,7 +21,7 @@ from operator_harness import Jobs, operator_running
 
 def test_refusals_are_sorted_by_cause_and_redacted() -> None:
     obs = creation_refused("Job", 422, 'Job.batch "x" is invalid: spec.template.spec.tolerations[0]')
-    assert (obs.phase, obs.reason, obs.terminal) == (FAILED, "InvalidSpec", True)
+    assert (obs.phase, obs.reason, obs.terminal) == (Phase.FAILED, "InvalidSpec", True)
     assert "tolerations[0]" in obs.message
     quota = creation_refused("Job", 403, 'jobs.batch "x" is forbidden: exceeded quota: q, requested: ...')
     assert quota.reason == "QuotaExceeded"
@@ -44,9 +45,9 @@ def test_failed_create_event_is_the_waiting_reason_then_the_failure() -> None:
     )
     start = datetime.datetime(2026, 1, 1, tzinfo=datetime.UTC)
     waiting = observe_pod_create_failure(job, failure, start + datetime.timedelta(seconds=5), 300, 0)
-    assert waiting.phase == PENDING and waiting.reason == "PodSecurityViolation"
+    assert waiting.phase == Phase.PENDING and waiting.reason == "PodSecurityViolation"
     done = observe_pod_create_failure(job, failure, start + datetime.timedelta(seconds=301), 300, 0)
-    assert done.phase == FAILED and done.terminal and done.stop_job and "waited 301 s" in done.message
+    assert done.phase == Phase.FAILED and done.terminal and done.stop_job and "waited 301 s" in done.message
 
 
 # --- on the control plane ---------------------------------------------------------------------------

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 from cj_samples import REPORT, cj_body, report_text
+from kslim_api.contract import ProgressLine, parse_termination_message
 from kslim_operator import conditions as cond
 from kslim_operator.observe import Observation
-from kslim_operator.progress import ProgressLine
 from kslim_operator.request import parse_request
 from kslim_operator.status import Inputs, build_status, diff, invalid_spec_status, is_terminal
-from kslim_operator.termination import parse_termination_message
 
 REQ = parse_request(cj_body())
 T0, T1, T2 = "2026-01-01T00:00:00Z", "2026-01-01T00:00:10Z", "2026-01-01T00:00:20Z"

@@ -3,20 +3,10 @@ detector config in its chain set to the new size."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
-from types import ModuleType
 
-SCRIPT = Path(__file__).resolve().parents[2] / "bench" / "inference.py"
-
-
-def _script() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("bench_inference", SCRIPT)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+from support.benchscripts import load_bench_script
 
 
 def _detector(size: int) -> dict:
@@ -31,7 +21,7 @@ def test_every_config_in_a_row_chain_gets_the_new_size_and_the_recipe_is_left_al
         "weights": "q",
     }
     before = json.dumps(qat_of_pruned)
-    at = _script().at_input_size(qat_of_pruned, 608)
+    at = load_bench_script("inference").at_input_size(qat_of_pruned, 608)
     assert at["source"]["source"]["config"]["input_size"] == 608
     assert at["source"]["layout"] == "l.json" and at["quant"] == {"weight_bits": 8}
     assert json.dumps(qat_of_pruned) == before
@@ -46,6 +36,8 @@ def test_a_row_recipe_comes_from_its_job_state_with_paths_relative_to_the_job_ou
         "rows": [{"name": "baseline", "model": _detector(160)}, {"name": "step1-prune", "model": pruned}],
     }
     (out / "state.json").write_text(json.dumps(state))
-    model, labels, path_of = _script().row_recipe(tmp_path, "fpgm/out/models/step1-prune")
+    model, labels, path_of = load_bench_script("inference").row_recipe(
+        tmp_path, "fpgm/out/models/step1-prune"
+    )
     assert model == pruned and labels == ["circle", "square"]
     assert path_of(model["layout"]) == out / "stages/step1-prune/layout.json"

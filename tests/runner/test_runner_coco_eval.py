@@ -5,65 +5,46 @@ on many detections (5,000 over 100 synthetic images, some images past maxDets)."
 
 from __future__ import annotations
 
-import contextlib
-import io
 import json
 from pathlib import Path
 
 import numpy as np
 import pytest
 from kslim_runner.data.synth import SynthConfig, generate
-from kslim_runner.measure.coco_eval import STAT_NAMES, coco_stats
+from kslim_runner.measure.coco_eval import STAT_NAMES, coco_stats, evaluator_stats
 from pycocotools import mask as mask_util
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
+from support.benchscripts import load_bench_script
+
+#: bench/coco_eval_speed.py, whose ground truth hits every branch of the matching.
+COCO_BENCH = load_bench_script("coco_eval_speed")
 
 
 def _dataset(rng: np.random.Generator, images: int, cats: int) -> tuple[dict, list[dict]]:
-    """A COCO ground truth with crowds and tiny/huge boxes, and detections near and far from it."""
-    gt = {
-        "images": [],
-        "annotations": [],
-        "categories": [{"id": c + 1, "name": f"c{c}"} for c in range(cats)],
-    }
+    """The bench's ground truth (crowds, tiny to huge boxes, every 7th image without objects) and
+    detections near and far from it."""
+    gt = COCO_BENCH.branchy_gt(rng, images, cats)
     dets: list[dict] = []
-    for i in range(images):
-        gt["images"].append({"id": i + 1, "width": 640, "height": 640, "file_name": f"{i}.jpg"})
-        for _ in range(int(rng.integers(0, 6)) if i % 7 else 0):  # every 7th image has no objects
-            w, h = (float(v) for v in rng.choice([8, 24, 64, 150, 400], 2))
-            x, y = (float(v) for v in rng.uniform(0, 200, 2))
-            gt["annotations"].append(
+    for ann in gt["annotations"]:
+        x, y, w, h = ann["bbox"]
+        for _ in range(int(rng.integers(0, 4))):  # near-duplicates compete for the same box
+            jitter = rng.normal(0, 0.15 * min(w, h), 4)
+            dets.append(
                 {
-                    "id": len(gt["annotations"]) + 1,
-                    "image_id": i + 1,
-                    "category_id": int(rng.integers(1, cats + 1)),
-                    "bbox": [x, y, w, h],
-                    "area": w * h,
-                    "segmentation": [[x, y, x + w, y, x + w, y + h, x, y + h]],
-                    "iscrowd": int(rng.random() < 0.1),
+                    "image_id": ann["image_id"],
+                    "category_id": ann["category_id"],
+                    "bbox": [x + jitter[0], y + jitter[1], max(1.0, w + jitter[2]), max(1.0, h + jitter[3])],
+                    "score": round(float(rng.choice([0.9, 0.5, rng.random()])), 2),  # ties
                 }
             )
-            for _ in range(int(rng.integers(0, 4))):  # near-duplicates compete for the same box
-                jitter = rng.normal(0, 0.15 * min(w, h), 4)
-                dets.append(
-                    {
-                        "image_id": i + 1,
-                        "category_id": gt["annotations"][-1]["category_id"],
-                        "bbox": [
-                            x + jitter[0],
-                            y + jitter[1],
-                            max(1.0, w + jitter[2]),
-                            max(1.0, h + jitter[3]),
-                        ],
-                        "score": round(float(rng.choice([0.9, 0.5, rng.random()])), 2),  # ties
-                    }
-                )
+    for i, image in enumerate(gt["images"]):
         if i % 5:  # every 5th image has no detections
             for _ in range(int(rng.integers(0, 30))):
                 x, y, w, h = (float(v) for v in rng.uniform(1, 300, 4))
                 dets.append(
                     {
-                        "image_id": i + 1,
+                        "image_id": image["id"],
                         "category_id": int(rng.integers(1, cats + 1)),
                         "bbox": [x, y, w, h],
                         "score": round(float(rng.random()), 3),
@@ -87,13 +68,7 @@ def _stats(coco: type, cocoeval: type, path: Path, dets: list[dict], iou_type: s
         dets = [{k: v for k, v in d.items() if k != "bbox"} for d in dets]
     else:
         dets = [dict(d) for d in dets]
-    with contextlib.redirect_stdout(io.StringIO()):
-        gt = coco(str(path))
-        ev = cocoeval(gt, gt.loadRes(dets), iouType=iou_type)
-        ev.evaluate()
-        ev.accumulate()
-        ev.summarize()
-    return np.asarray(ev.stats[:12], dtype=np.float64)
+    return evaluator_stats(coco, cocoeval, path, dets, iou_type)
 
 
 def _assert_agrees(path: Path, dets: list[dict]) -> None:

@@ -23,7 +23,8 @@ from kslim_runner.models.layout import layout_of
 from kslim_runner.train import distributed
 from kslim_runner.train.checkpoint import load_checkpoint
 from kslim_runner.train.config import TrainConfig, train_config_from_spec
-from kslim_runner.train.loop import default_loss, train_detector
+from kslim_runner.train.detector import train_detector
+from kslim_runner.train.loop import default_loss
 
 TINY = DetectorConfig("yolov3_mobilenet_v1", 3, 64, 0.25)
 

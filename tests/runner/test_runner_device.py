@@ -6,8 +6,9 @@ import json
 from pathlib import Path
 
 import pytest
+from kslim_api.contract import EXIT_DEVICE
 from kslim_runner.device import GpuInfo, capability_supported, decide_device
-from kslim_runner.errors import EXIT_DEVICE, DeviceError
+from kslim_runner.errors import DeviceError
 from kslim_runner.run import run_command
 
 

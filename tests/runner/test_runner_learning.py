@@ -15,7 +15,7 @@ from kslim_runner.measure.dygraph_eval import evaluate_dygraph
 from kslim_runner.models import DetectorConfig, build_detector
 from kslim_runner.models.export import export_detector
 from kslim_runner.train.config import TrainConfig
-from kslim_runner.train.loop import train_detector
+from kslim_runner.train.detector import train_detector
 
 pytestmark = pytest.mark.slow
 

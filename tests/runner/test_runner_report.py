@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+from kslim_api.contract import TerminationMessage
 from kslim_api.v1alpha1 import QualityGateSpec
 from kslim_runner.pipeline.state import Row
 from kslim_runner.report import termination
@@ -88,7 +89,7 @@ def test_table_follows_the_seed_column_order() -> None:
 def test_termination_message_is_compact_and_under_4k(tmp_path, monkeypatch) -> None:
     path = tmp_path / "term"
     monkeypatch.setenv("KSLIM_TERMINATION_MESSAGE_PATH", str(path))
-    termination.write({"outcome": "Failed", "reason": "X", "message": "m" * 10_000, "baseline": {"ap": 0.1}})
+    termination.write(TerminationMessage("Failed", "X", "m" * 10_000, baseline={"ap": 0.1}))
     text = path.read_text()
     assert len(text.encode()) < 4096 and " " not in text
     assert json.loads(text)["baseline"] == {"ap": 0.1}
@@ -96,8 +97,8 @@ def test_termination_message_is_compact_and_under_4k(tmp_path, monkeypatch) -> N
 
 def test_no_termination_file_outside_a_pod(monkeypatch) -> None:
     monkeypatch.delenv("KSLIM_TERMINATION_MESSAGE_PATH", raising=False)
-    monkeypatch.setattr(termination, "DEFAULT_PATH", "/nonexistent/termination-log")
-    assert termination.write({"outcome": "Succeeded"}) is None
+    monkeypatch.setattr(termination, "TERMINATION_MESSAGE_PATH", "/nonexistent/termination-log")
+    assert termination.write(TerminationMessage("Succeeded")) is None
 
 
 def test_precisions_timed_per_device() -> None:

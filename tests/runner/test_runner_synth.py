@@ -82,3 +82,33 @@ def test_scenes_are_not_trivial() -> None:
 def test_bad_arguments_exit_2(tmp_path: Path, capsys) -> None:
     assert main(["data", "synth", "--out", str(tmp_path / "x"), "--classes", "99"]) == 2
     assert "--classes" in capsys.readouterr().err
+
+
+def test_object_sides_objects_per_image_and_clutter_follow_the_settings() -> None:
+    """An easier set (the quick start's): larger objects, fewer per image, no distractors."""
+    rng = np.random.default_rng(1)
+    easy = SynthConfig(images=1, size=160, classes=3, max_objects=3, object_scale=(0.25, 0.45), clutter=False)
+    sides, counts = [], []
+    for _ in range(40):
+        _, objs = render_scene(rng, easy)
+        counts.append(len(objs))
+        # a visible box is at most the drawn shape (occlusion, the border and rotation only shrink it)
+        sides += [max(o["bbox"][2:]) for o in objs]
+    assert max(counts) <= 3 and min(counts) >= 1
+    assert max(sides) <= 0.45 * 160 * 1.5 + 1  # aspect jitter widens one side by up to e^0.35
+    assert np.median(sides) > 0.25 * 160 * 0.8
+
+
+def test_a_dataset_is_reused_only_when_generated_with_the_same_settings(tmp_path: Path) -> None:
+    from kslim_runner.data.synth import generated_with
+
+    cfg = SynthConfig(images=2, size=64, classes=3, seed=1)
+    ann = generate(tmp_path / "d", cfg, split="train")
+    assert generated_with(ann, cfg, split="train")
+    assert not generated_with(ann, cfg, split="val")
+    assert not generated_with(
+        ann, SynthConfig(images=2, size=64, classes=3, seed=1, clutter=False), split="train"
+    )
+    assert not generated_with(tmp_path / "missing.json", cfg, split="train")
+    ann.write_text("{truncated")
+    assert not generated_with(ann, cfg, split="train")

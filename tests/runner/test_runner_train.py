@@ -14,8 +14,8 @@ from kslim_runner.errors import UserError
 from kslim_runner.models import DetectorConfig, build_detector
 from kslim_runner.train.checkpoint import load_checkpoint
 from kslim_runner.train.config import TrainConfig, iterations_for, lr_factor
+from kslim_runner.train.detector import train_detector
 from kslim_runner.train.ema import ModelEMA
-from kslim_runner.train.loop import train_detector
 
 
 def test_warmup_then_cosine() -> None:

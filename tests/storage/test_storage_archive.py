@@ -9,7 +9,8 @@ import zipfile
 from pathlib import Path
 
 import pytest
-from kslim_runner.errors import EXIT_USER, UserError
+from kslim_api.contract import EXIT_USER
+from kslim_runner.errors import UserError
 from kslim_runner.storage import cache
 from kslim_runner.storage.archive import extract
 from kslim_runner.storage.checksum import check_sha256, sha256_file

@@ -14,7 +14,8 @@ from pathlib import Path
 from typing import ClassVar
 
 import pytest
-from kslim_runner.errors import EXIT_INTERNAL, EXIT_USER, KslimError, StorageUnavailable, UserError
+from kslim_api.contract import EXIT_INTERNAL, EXIT_USER
+from kslim_runner.errors import KslimError, StorageUnavailable, UserError
 from kslim_runner.storage.addresses import is_internal
 from kslim_runner.storage.http import fetch_http
 
@@ -138,7 +139,7 @@ def test_the_size_limit(server: str, allowed: None, monkeypatch: pytest.MonkeyPa
 
 def test_an_images_archive_is_unpacked(server: str, allowed: None) -> None:
     from kslim_api import load_job  # noqa: F401  (the schema the Remote reads its settings from)
-    from kslim_api.v1alpha1 import CompressionJobSpec
+    from kslim_api.compressionjob import CompressionJobSpec
     from kslim_runner.storage.fetch import Remote
 
     spec = CompressionJobSpec.model_validate(

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from kslim_runner.errors import EXIT_OK, EXIT_USER
+from kslim_api.contract import EXIT_OK, EXIT_USER
 from kslim_runner.run import run_command
 from support.s3job import IN_BUCKET, OUT_BUCKET, s3_job, tiny_weights
 from support.s3server import S3Server

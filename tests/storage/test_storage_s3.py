@@ -7,7 +7,8 @@ import io
 from pathlib import Path
 
 import pytest
-from kslim_runner.errors import EXIT_INTERNAL, EXIT_USER, KslimError, UserError
+from kslim_api.contract import EXIT_INTERNAL, EXIT_USER
+from kslim_runner.errors import KslimError, UserError
 from kslim_runner.storage.publish import output_files, publish
 from kslim_runner.storage.s3 import S3Settings
 from kslim_runner.storage.s3_fetch import S3Fetcher

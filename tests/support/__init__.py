@@ -1,2 +1,2 @@
-"""Test support code: the real control plane and helpers to drive it, and tiny synthetic data.
-Free of pytest."""
+"""Test support code: the real control plane and helpers to drive it, tiny synthetic data, and
+bench/ scripts loaded as modules. Free of pytest."""

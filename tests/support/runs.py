@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from kslim_runner.errors import EXIT_USER
+from kslim_api.contract import EXIT_USER
 from kslim_runner.run import run_command
 
 

@@ -13,8 +13,8 @@ from pathlib import Path
 import numpy as np
 import paddle
 import pytest
+from kslim_api.contract import EXIT_OK
 from kslim_runner.data.coco import load_coco
-from kslim_runner.errors import EXIT_OK
 from kslim_runner.methods.common import quiet_paddleslim
 from kslim_runner.methods.distill_loss import (
     DistillLoss,
@@ -28,7 +28,7 @@ from kslim_runner.methods.prune_plan import drop_backups
 from kslim_runner.run import run_command
 from kslim_runner.train import distributed
 from kslim_runner.train.config import TrainConfig
-from kslim_runner.train.loop import train_detector
+from kslim_runner.train.detector import train_detector
 from kslim_runner.zoo.build import build_model
 from kslim_runner.zoo.config import ZooSource
 from kslim_runner.zoo.reader import ReaderBatches

@@ -15,9 +15,10 @@ from pathlib import Path
 import numpy as np
 import paddle
 import pytest
+from kslim_api.contract import EXIT_OK
 from kslim_api.v1alpha1 import DistillStep
 from kslim_runner.data.coco import load_coco
-from kslim_runner.errors import EXIT_OK, UserError
+from kslim_runner.errors import UserError
 from kslim_runner.methods.distill_kinds import check_kind_pair
 from kslim_runner.methods.distill_ppdet import KindLoss, PairedStudent
 from kslim_runner.run import run_command

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from kslim_runner.errors import EXIT_OK
+from kslim_api.contract import EXIT_OK
 from kslim_runner.run import run_command
 from support.runs import run_fails
 from zoo_helpers import SHORTHANDS, SIZE, zoo_job

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from kslim_runner.errors import EXIT_OK
+from kslim_api.contract import EXIT_OK
 from kslim_runner.run import run_command
 from support.runs import run_fails
 

@@ -9,20 +9,18 @@ parameters cut by pruning, an int8 model from quantization), every row was expor
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
-from types import ModuleType
 
 import pytest
 import yaml
-from kslim_runner.errors import EXIT_OK
+from kslim_api.contract import EXIT_OK
 from kslim_runner.run import run_command
+from support.benchscripts import load_bench_script
 from zoo_helpers import SIZE
 
 pytestmark = pytest.mark.slow
 
-SCRIPT = Path(__file__).resolve().parents[2] / "bench" / "zoo_rows.py"
 #: one example per model family not covered elsewhere in the suite (YOLOv3-MobileNetV1 prune/QAT/PTQ:
 #: test_zoo_pipeline.py; distillation, Mask R-CNN: their own tests)
 SUITE = (
@@ -33,16 +31,8 @@ SUITE = (
 )
 
 
-def _bench() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("bench_zoo_rows", SCRIPT)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def test_every_row_example_maps_onto_a_kslim_config() -> None:
-    bench = _bench()
+    bench = load_bench_script("zoo_rows")
     examples = bench.row_examples()
     assert {p.stem for p in examples} >= set(SUITE)
     for path in examples:
@@ -58,7 +48,7 @@ def test_seed_row_example_runs_at_tiny_size(
 ) -> None:
     monkeypatch.setenv("KSLIM_TERMINATION_MESSAGE_PATH", str(tmp_path / "termination-log"))
     monkeypatch.setenv("KSLIM_NO_TQDM", "1")
-    bench = _bench()
+    bench = load_bench_script("zoo_rows")
     original = yaml.safe_load((bench.EXAMPLES / f"{example}.yaml").read_text())
     job = tmp_path / "job.yaml"
     job.write_text(yaml.safe_dump(bench.tiny_job(original, zoo_data, SIZE), sort_keys=False))

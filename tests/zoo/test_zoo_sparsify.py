@@ -9,7 +9,7 @@ import json
 from pathlib import Path
 
 import pytest
-from kslim_runner.errors import EXIT_OK
+from kslim_api.contract import EXIT_OK
 from kslim_runner.run import run_command
 from support.runs import run_fails
 from zoo_helpers import picodet_tree

@@ -5,15 +5,12 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from kslim_api.v1alpha1 import API_VERSION, KIND, CompressionJobSpec
+from kslim_api.compressionjob import CompressionJobSpec
+from kslim_api.contract import CONFIG_FILE
+from kslim_api.v1alpha1 import API_VERSION, KIND
 
 from kslim_operator import names
-from kslim_operator.request import JobRequest
-
-
-def resolved_spec(spec: CompressionJobSpec) -> dict[str, Any]:
-    """The spec with every default filled in, as the runner will see it."""
-    return spec.model_dump(mode="json", by_alias=True, exclude_none=True)
+from kslim_operator.request import JobRequest, resolved_spec
 
 
 def build_job_file(req: JobRequest) -> dict[str, Any]:
@@ -32,14 +29,6 @@ def job_file_spec(spec: CompressionJobSpec) -> dict[str, Any]:
     data = resolved_spec(spec)
     data.get("template", {}).pop("env", None)
     return data
-
-
-def get_spec_hash(spec: CompressionJobSpec) -> str:
-    """A hash of everything in the spec the Job is built from, except runPolicy.suspend (the only
-    field that may change once the job has started)."""
-    data = resolved_spec(spec)
-    data.get("runPolicy", {}).pop("suspend", None)
-    return names.short_hash(json.dumps(data, sort_keys=True), 16)
 
 
 def render_job_file(req: JobRequest) -> str:
@@ -61,5 +50,5 @@ def build_configmap(req: JobRequest) -> dict[str, Any]:
             "ownerReferences": [req.owner_reference],
         },
         "immutable": True,
-        "data": {names.CONFIG_FILE: text},
+        "data": {CONFIG_FILE: text},
     }

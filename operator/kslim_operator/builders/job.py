@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from kslim_api.contract import CONTAINER_NAME, NO_RETRY_EXIT_CODES
+
 from kslim_operator import names
 from kslim_operator.builders.pod import build_pod_template
-from kslim_operator.contract import NO_RETRY_EXIT_CODES
 from kslim_operator.request import JobRequest
 from kslim_operator.settings import Settings
 
@@ -19,7 +20,7 @@ def get_pod_failure_policy() -> dict[str, Any]:
             {
                 "action": "FailJob",
                 "onExitCodes": {
-                    "containerName": names.CONTAINER_NAME,
+                    "containerName": CONTAINER_NAME,
                     "operator": "In",
                     "values": list(NO_RETRY_EXIT_CODES),
                 },

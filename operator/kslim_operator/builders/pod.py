@@ -4,6 +4,25 @@ from __future__ import annotations
 
 from typing import Any
 
+from kslim_api.contract import (
+    ALLOW_PRIVATE_URLS_ENV,
+    CONFIG_DIR,
+    CONFIG_FILE,
+    CONTAINER_NAME,
+    JOB_NAME_ENV,
+    JOB_NAMESPACE_ENV,
+    NO_TQDM_ENV,
+    OUTPUT_URI_ENV,
+    PVC_ROOT,
+    PVC_ROOT_ENV,
+    RUNNER_COMMAND,
+    RUNTIME_ENV,
+    SCRATCH_DIR,
+    SHM_DIR,
+    TERMINATION_MESSAGE_PATH,
+    TERMINATION_MESSAGE_PATH_ENV,
+    parse_pvc_uri,
+)
 from kslim_api.v1alpha1 import EnvVar
 
 from kslim_operator import names, storage
@@ -22,7 +41,7 @@ OUTPUT_SCRATCH_VOLUME = "output"
 
 
 def get_command() -> list[str]:
-    return ["kslim", "run", f"{names.CONFIG_DIR}/{names.CONFIG_FILE}", "--output", names.OUTPUT_DIR]
+    return list(RUNNER_COMMAND)
 
 
 #: Keys of spec.storage.s3.credentialsSecret, each given to the runner as the variable of that name.
@@ -40,24 +59,20 @@ def get_storage_env(req: JobRequest, settings: Settings | None) -> list[dict[str
             for key, optional in S3_SECRET_KEYS
         ]
     if settings is not None and settings.allow_private_urls:
-        env.append({"name": "KSLIM_ALLOW_PRIVATE_URLS", "value": "1"})
+        env.append({"name": ALLOW_PRIVATE_URLS_ENV, "value": "1"})
     return env
 
 
 def get_env(req: JobRequest, settings: Settings | None = None) -> list[dict[str, Any]]:
     assert req.spec.output is not None
     ours = [
-        {"name": "KSLIM_TERMINATION_MESSAGE_PATH", "value": names.TERMINATION_MESSAGE_PATH},
-        {"name": "KSLIM_PVC_ROOT", "value": names.PVC_ROOT},
-        {"name": "KSLIM_OUTPUT_URI", "value": req.spec.output.uri},
-        {"name": "KSLIM_JOB_NAME", "value": req.name},
-        {"name": "KSLIM_JOB_NAMESPACE", "value": req.namespace},
-        {"name": "KSLIM_NO_TQDM", "value": "1"},
-        {"name": "PYTHONUNBUFFERED", "value": "1"},
-        # Read-only root filesystem: every cache goes to the scratch volume.
-        {"name": "HOME", "value": "/tmp"},
-        {"name": "XDG_CACHE_HOME", "value": "/tmp/.cache"},
-        {"name": "MPLCONFIGDIR", "value": "/tmp/matplotlib"},
+        {"name": TERMINATION_MESSAGE_PATH_ENV, "value": TERMINATION_MESSAGE_PATH},
+        {"name": PVC_ROOT_ENV, "value": PVC_ROOT},
+        {"name": OUTPUT_URI_ENV, "value": req.spec.output.uri},
+        {"name": JOB_NAME_ENV, "value": req.name},
+        {"name": JOB_NAMESPACE_ENV, "value": req.namespace},
+        {"name": NO_TQDM_ENV, "value": "1"},
+        *({"name": name, "value": value} for name, value in RUNTIME_ENV.items()),
         *get_storage_env(req, settings),
     ]
     # The schema refuses user names the operator owns; dropping them here too keeps a spec that
@@ -117,19 +132,19 @@ def build_volumes(req: JobRequest) -> tuple[list[dict[str, Any]], list[dict[str,
             "name": CONFIG_VOLUME,
             "configMap": {
                 "name": names.configmap_name(req.name),
-                "items": [{"key": names.CONFIG_FILE, "path": names.CONFIG_FILE}],
+                "items": [{"key": CONFIG_FILE, "path": CONFIG_FILE}],
             },
         },
         {"name": SCRATCH_VOLUME, "emptyDir": {}},
         {"name": SHM_VOLUME, "emptyDir": {"medium": "Memory", "sizeLimit": req.spec.resources.shm_size}},
     ]
     mounts: list[dict[str, Any]] = [
-        {"name": CONFIG_VOLUME, "mountPath": names.CONFIG_DIR, "readOnly": True},
-        {"name": SCRATCH_VOLUME, "mountPath": "/tmp"},
-        {"name": SHM_VOLUME, "mountPath": "/dev/shm"},
+        {"name": CONFIG_VOLUME, "mountPath": CONFIG_DIR, "readOnly": True},
+        {"name": SCRATCH_VOLUME, "mountPath": SCRATCH_DIR},
+        {"name": SHM_VOLUME, "mountPath": SHM_DIR},
     ]
     output_uri = req.spec.output.uri
-    if storage.parse_pvc_uri(output_uri) is None:
+    if parse_pvc_uri(output_uri) is None:
         volumes.append({"name": OUTPUT_SCRATCH_VOLUME, "emptyDir": {}})
     mounts.append(storage.build_output_mount(output_uri, names.job_name(req.name)))
     volumes += storage.build_claim_volumes(claims)
@@ -142,7 +157,7 @@ def build_volumes(req: JobRequest) -> tuple[list[dict[str, Any]], list[dict[str,
 def build_container(req: JobRequest, settings: Settings, mounts: list[dict[str, Any]]) -> dict[str, Any]:
     template = req.spec.template
     return {
-        "name": names.CONTAINER_NAME,
+        "name": CONTAINER_NAME,
         "image": template.image or settings.image,
         "imagePullPolicy": template.image_pull_policy or settings.image_pull_policy,
         "command": get_command(),
@@ -150,7 +165,7 @@ def build_container(req: JobRequest, settings: Settings, mounts: list[dict[str, 
         "resources": get_resources(req, settings),
         "securityContext": get_container_security_context(),
         "volumeMounts": mounts,
-        "terminationMessagePath": names.TERMINATION_MESSAGE_PATH,
+        "terminationMessagePath": TERMINATION_MESSAGE_PATH,
         # A crash before the runner wrote its message still tells something: the log's last lines.
         "terminationMessagePolicy": "FallbackToLogsOnError",
     }

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+from kslim_api.contract import Reason
 
 from kslim_runner.errors import UserError
 
@@ -41,7 +42,7 @@ class CocoIndex:
 def _read_json(path: Path) -> dict:
     if not path.is_file():
         raise UserError(
-            f"annotation file {path} not found; check dataset.*.annotations", reason="DataNotFound"
+            f"annotation file {path} not found; check dataset.*.annotations", reason=Reason.DATA_NOT_FOUND
         )
     try:
         doc = json.loads(path.read_text())
@@ -79,11 +80,13 @@ def load_coco(
             f"annotation file {annotations} has {len(cat_ids)} categories but model.numClasses is "
             f"{num_classes}; "
             f"set model.numClasses to at least {len(cat_ids)}",
-            reason="ClassOutOfRange",
+            reason=Reason.CLASS_OUT_OF_RANGE,
         )
     label_of = {cid: i for i, cid in enumerate(cat_ids)}
     if not images_dir.is_dir():
-        raise UserError(f"image folder {images_dir} not found; check dataset.*.images", reason="DataNotFound")
+        raise UserError(
+            f"image folder {images_dir} not found; check dataset.*.images", reason=Reason.DATA_NOT_FOUND
+        )
     ids: list[int] = []
     files: list[Path] = []
     sizes: list[tuple[int, int]] = []
@@ -113,7 +116,7 @@ def load_coco(
             raise UserError(
                 f"annotation file {annotations}: annotation {ann.get('id')} has category_id {cid}, "
                 f"which is not among its categories {cat_ids}; fix the category ids",
-                reason="ClassOutOfRange",
+                reason=Reason.CLASS_OUT_OF_RANGE,
             )
         if iid not in row_of:
             raise UserError(
@@ -142,12 +145,12 @@ def load_coco(
         dropped_small=dropped_small,
     )
     if not ids:
-        raise UserError(f"annotation file {annotations} lists no images", reason="EmptyDataset")
+        raise UserError(f"annotation file {annotations} lists no images", reason=Reason.EMPTY_DATASET)
     if require_annotations and index.num_annotations == 0:
         raise UserError(
             f"annotation file {annotations} has zero usable annotations (boxes); a detector cannot "
             "learn or be scored without boxes",
-            reason="EmptyDataset",
+            reason=Reason.EMPTY_DATASET,
         )
     return index
 
@@ -170,7 +173,7 @@ def require_segmentation(annotations: Path, why: str) -> None:
                 f"annotation file {annotations}: annotation {ann.get('id')} has no segmentation "
                 f"({missing} of {len(doc['annotations'])} annotations lack one); {why}: give every "
                 "object a polygon (or RLE) segmentation, or use a box-only config",
-                reason="MissingSegmentation",
+                reason=Reason.MISSING_SEGMENTATION,
             )
 
 
@@ -182,14 +185,14 @@ def check_images(index: CocoIndex, *, decode: bool = True) -> None:
         if not f.is_file():
             raise UserError(
                 f"image {f} (listed in {index.annotations}) not found; fix file_name or the images folder",
-                reason="DataNotFound",
+                reason=Reason.DATA_NOT_FOUND,
             )
         if decode:
             data = np.fromfile(str(f), dtype=np.uint8)
             if data.size == 0 or cv2.imdecode(data, cv2.IMREAD_COLOR) is None:
                 raise UserError(
                     f"image {f} does not decode; replace or remove it from {index.annotations}",
-                    reason="CorruptImage",
+                    reason=Reason.CORRUPT_IMAGE,
                 )
 
 
@@ -200,5 +203,5 @@ def read_image(path: Path) -> np.ndarray:
     data = np.fromfile(str(path), dtype=np.uint8)
     img = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
     if img is None:
-        raise UserError(f"image {path} does not decode; replace or remove it", reason="CorruptImage")
+        raise UserError(f"image {path} does not decode; replace or remove it", reason=Reason.CORRUPT_IMAGE)
     return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)

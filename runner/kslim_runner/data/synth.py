@@ -11,14 +11,14 @@ import os
 import shutil
 import sys
 import zlib
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+from kslim_api.contract import EXIT_OK, EXIT_USER
 
 from kslim_runner.data.shapes import SHAPES, shape_mask
-from kslim_runner.errors import EXIT_OK, EXIT_USER
 
 MIN_VISIBLE = 0.3  # an object hidden beyond this share by later objects is not annotated
 
@@ -30,6 +30,10 @@ class SynthConfig:
     classes: int = 3
     seed: int = 0
     max_objects: int = 6
+    #: Object side as a share of the image side, drawn log-uniformly between these two.
+    object_scale: tuple[float, float] = (0.1, 0.5)
+    #: Distractors (lines, arcs, specks) that are not objects.
+    clutter: bool = True
 
 
 def _background(rng: np.random.Generator, size: int) -> np.ndarray:
@@ -110,13 +114,15 @@ def render_scene(rng: np.random.Generator, cfg: SynthConfig) -> tuple[np.ndarray
     (visible pixels) and segmentation (polygons of the visible pixels, see mask_polygons)."""
     size = cfg.size
     img = _background(rng, size)
-    _clutter(rng, img)
+    if cfg.clutter:
+        _clutter(rng, img)
     owner = np.full((size, size), -1, dtype=np.int32)  # which object each pixel shows
     drawn: list[tuple[int, int]] = []  # (class, drawn pixel count)
     n = int(rng.integers(1, cfg.max_objects + 1))
     for _ in range(n):
         cls = int(rng.integers(0, cfg.classes))
-        side = float(np.exp(rng.uniform(math.log(0.1 * size), math.log(0.5 * size))))
+        lo, hi = cfg.object_scale
+        side = float(np.exp(rng.uniform(math.log(lo * size), math.log(hi * size))))
         aspect = float(np.exp(rng.uniform(-0.35, 0.35)))
         w = max(int(side * aspect), 6)
         h = max(int(side / aspect), 6)
@@ -158,6 +164,19 @@ def render_scene(rng: np.random.Generator, cfg: SynthConfig) -> tuple[np.ndarray
     return np.clip(img, 0, 255).astype(np.uint8), objects
 
 
+def _settings(cfg: SynthConfig) -> dict[str, Any]:
+    return {"generator": {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(cfg).items()}}
+
+
+def generated_with(annotations: Path, cfg: SynthConfig, *, split: str | None = None) -> bool:
+    """Whether `annotations` is a complete set this generator wrote with exactly these settings."""
+    try:
+        info = json.loads(Path(annotations).read_text()).get("info", {})
+    except (OSError, ValueError):
+        return False
+    return info.get("split") == (split or "") and info.get("generator") == _settings(cfg)["generator"]
+
+
 def generate(out: Path, cfg: SynthConfig, *, split: str | None = None) -> Path:
     """Write out/images/*.jpg and out/annotations.json; return the annotations path.
 
@@ -196,7 +215,12 @@ def generate(out: Path, cfg: SynthConfig, *, split: str | None = None) -> Path:
             ann_id += 1
     categories = [{"id": c + 1, "name": SHAPES[c], "supercategory": "shape"} for c in range(cfg.classes)]
     doc = {
-        "info": {"description": "kslim synthetic shapes", "seed": cfg.seed, "split": split or ""},
+        "info": {
+            "description": "kslim synthetic shapes",
+            "seed": cfg.seed,
+            "split": split or "",
+            **_settings(cfg),
+        },
         "images": images,
         "annotations": annotations,
         "categories": categories,

@@ -9,6 +9,8 @@ import xml.etree.ElementTree as ET
 from dataclasses import dataclass
 from pathlib import Path
 
+from kslim_api.contract import Reason
+
 from kslim_runner.atomic import write_text
 from kslim_runner.errors import UserError
 
@@ -67,11 +69,12 @@ def read_split(xml_dir: Path) -> list[VocImage]:
     xml_dir = Path(xml_dir)
     if not xml_dir.is_dir():
         raise UserError(
-            f"VOC annotation folder {xml_dir} not found; check dataset.*.annotations", reason="DataNotFound"
+            f"VOC annotation folder {xml_dir} not found; check dataset.*.annotations",
+            reason=Reason.DATA_NOT_FOUND,
         )
     files = sorted(xml_dir.glob("*.xml"))
     if not files:
-        raise UserError(f"VOC annotation folder {xml_dir} holds no .xml files", reason="EmptyDataset")
+        raise UserError(f"VOC annotation folder {xml_dir} holds no .xml files", reason=Reason.EMPTY_DATASET)
     return [parse_voc(f) for f in files]
 
 

@@ -52,8 +52,8 @@ def summarize(ms: list[float]) -> tuple[float, float, float]:
     )
 
 
-def _inputs(
-    model_dir: Path, batch_size: int, sample: np.ndarray | None
+def latency_inputs(
+    model_dir: Path, batch_size: int, sample: np.ndarray | None = None
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """A real-looking (or the given) image preprocessed as the model's infer_cfg.yml says, batched."""
     pre = load_preprocess(model_dir)
@@ -128,7 +128,7 @@ def compare_latency(
     calls = []
     for model_dir, opts in models:
         predictor = create_predictor(model_files(model_dir), opts)
-        inputs = _inputs(model_dir, batch_size, sample)
+        inputs = latency_inputs(model_dir, batch_size, sample)
         calls.append(lambda p=predictor, x=inputs: run_detector(p, *x))
     session, load = uuid.uuid4().hex[:12], load_average()
     with spinning_threads():

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import paddle
+from kslim_api.contract import Reason
 
 from kslim_runner.errors import UserError
 
@@ -45,7 +46,7 @@ def model_files(model_dir: Path) -> ModelFiles:
     """The .pdmodel/.pdiparams pair of an inference model folder (model.* or PaddleDetection's names)."""
     model_dir = Path(model_dir)
     if not model_dir.is_dir():
-        raise UserError(f"inference model folder {model_dir} not found", reason="DataNotFound")
+        raise UserError(f"inference model folder {model_dir} not found", reason=Reason.DATA_NOT_FOUND)
     model = model_dir / MODEL_FILE
     if not model.is_file():
         found = sorted(model_dir.glob("*.pdmodel"))

@@ -9,6 +9,7 @@ from typing import Any
 
 import numpy as np
 import paddle
+from kslim_api.contract import Reason
 
 from kslim_runner.data.coco import CocoIndex, read_image
 from kslim_runner.errors import UserError
@@ -33,7 +34,7 @@ def feed_vars(files: ModelFiles) -> list[tuple[str, list[int], str]]:
         raise UserError(
             f"ptq: model {files.model} takes inputs {[n for n, _, _ in out]}; kslim can feed only "
             f"{', '.join(KNOWN_INPUTS)} (PaddleDetection's export signature)",
-            reason="InvalidModel",
+            reason=Reason.INVALID_MODEL,
         )
     return out
 
@@ -44,7 +45,7 @@ def check_calibration_size(images: int | None, batch_num: int, batch_size: int) 
         raise UserError(
             f"ptq calibrates on batchNum x batchSize = {batch_num} x {batch_size} = {need} images, but "
             f"dataset.train has {images}; lower ptq.batchNum or ptq.batchSize, or add images",
-            reason="InvalidSpec",
+            reason=Reason.INVALID_SPEC,
         )
 
 

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import paddle
+from kslim_api.contract import Reason
 
 from kslim_runner.atomic import write_with
 from kslim_runner.errors import UserError
@@ -22,8 +23,9 @@ from kslim_runner.pipeline.context import RunContext
 from kslim_runner.pipeline.models import ModelConfig, export_model, job_model_config, load_row_model
 from kslim_runner.pipeline.state import Row
 from kslim_runner.train.config import TrainConfig, step_train_config
+from kslim_runner.train.detector import train_detector
 from kslim_runner.train.distributed import WorkerTask
-from kslim_runner.train.loop import LossFn, TrainResult, default_loss, train_detector
+from kslim_runner.train.loop import LossFn, TrainResult, default_loss
 
 
 def step_key(ctx: RunContext, method: str) -> str:
@@ -43,7 +45,7 @@ def source_detector(ctx: RunContext, source: Row, method: str) -> Detector:
         raise UserError(
             f"{method} needs a built-in detector, but the model before it is an exported inference "
             "model; only ptq can compress model.inferenceModel",
-            reason="InvalidSpec",
+            reason=Reason.INVALID_SPEC,
         )
     return load_row_model(source.model, ctx.path)
 

@@ -9,8 +9,11 @@ from __future__ import annotations
 from typing import Any
 
 import paddle
+from kslim_api.contract import Reason
 
 from kslim_runner.errors import UserError
+from kslim_runner.zoo.build import refusing_unfit_size
+from kslim_runner.zoo.config import fit_config
 
 #: What each kind distils, in the words of the refusal.
 FAMILIES = {
@@ -46,8 +49,6 @@ def family_problem(kind: str, model: Any) -> str | None:
 
 def _ld_student_problem(student: Any) -> str | None:
     """LD's terms live in the student's head (LDGFLHead) and weigh regions its reader marks."""
-    from kslim_runner.zoo.config import fit_config
-
     if _head(student) != "LDGFLHead":
         return (
             f"its head is a {_head(student)}; distill.loss ld needs an LDGFLHead, whose loss takes the "
@@ -90,7 +91,7 @@ def ppyoloe_channels(student: Any, teacher: Any, place: str) -> tuple[list[int],
             f"the student's {place} have {s_ch} channels and the teacher's {t_ch}: DistillPPYOLOELoss "
             "takes one width ratio for every level; set distill.ppyoloe.featDistill: false, or use models "
             "whose widths differ by one width_mult",
-            reason="TeacherMismatch",
+            reason=Reason.TEACHER_MISMATCH,
         )
     return s_ch, t_ch
 
@@ -106,40 +107,36 @@ def check_kind_pair(kind: str, settings: Any, student: Any, teacher: Any, s_name
         if problem is None and kind == "ld" and role == "student":
             problem = _ld_student_problem(model)
         if problem is not None:
-            raise UserError(f"distill cannot use the {role} {name}: {problem}", reason="TeacherMismatch")
+            raise UserError(
+                f"distill cannot use the {role} {name}: {problem}", reason=Reason.TEACHER_MISMATCH
+            )
     if kind == "cwd" and _arch(student) != _arch(teacher):
         raise UserError(
             f"distill.loss cwd pairs models of one architecture; the student {s_name} is a {_arch(student)}, "
             f"the teacher {t_name} a {_arch(teacher)}",
-            reason="TeacherMismatch",
+            reason=Reason.TEACHER_MISMATCH,
         )
     if kind == "cwd" and _head(student) == "LDGFLHead":
         raise UserError(
             f"distill cannot use the student {s_name}: its LDGFLHead's loss needs a teacher's soft targets; "
             "use distill.loss ld, or a student with a GFLHead for cwd",
-            reason="TeacherMismatch",
+            reason=Reason.TEACHER_MISMATCH,
         )
     place = getattr(settings, "feat_distill_place", "neck_feats")
     size = student.config.input_size
-    try:
+    with refusing_unfit_size(f"the pair does not run at input size {size}"):
         s_maps, t_maps = _maps(student, place), _maps(teacher, place)
-    except (ValueError, RuntimeError, AssertionError) as e:
-        first = (str(e).strip().splitlines() or [type(e).__name__])[0]
-        raise UserError(
-            f"the pair does not run at input size {size} ({first[:200]}); use a multiple of 32",
-            reason="InvalidSpec",
-        ) from e
     if _shapes(s_maps) != _shapes(t_maps):
         raise UserError(
             f"the teacher {t_name}'s {place} are {_shapes(t_maps)} at input {size}, the student "
             f"{s_name}'s {_shapes(s_maps)}; distill.loss {kind} compares them level by level",
-            reason="TeacherMismatch",
+            reason=Reason.TEACHER_MISMATCH,
         )
     levels = getattr(settings, "levels", None)
     if levels is not None and levels > len(s_maps):
         raise UserError(
             f"distill.{kind}.levels is {levels} but the student {s_name} has {len(s_maps)} neck levels",
-            reason="InvalidSpec",
+            reason=Reason.INVALID_SPEC,
         )
     if kind in ("ppyoloe", "ld"):
         s_head, t_head = (getattr(m, "yolo_head", None) or m.head for m in (student, teacher))
@@ -149,7 +146,7 @@ def check_kind_pair(kind: str, settings: Any, student: Any, teacher: Any, s_name
                     f"the teacher {t_name}'s head has {attr} {getattr(t_head, attr, None)}, the student "
                     f"{s_name}'s {getattr(s_head, attr, None)}; distill.loss {kind} compares their "
                     "predictions position by position",
-                    reason="TeacherMismatch",
+                    reason=Reason.TEACHER_MISMATCH,
                 )
     if kind == "ppyoloe" and settings.feat_distill and float(settings.feat_weight) > 0:
         ppyoloe_channels(student, teacher, place)

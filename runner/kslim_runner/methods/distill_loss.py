@@ -25,7 +25,6 @@ import paddle
 import paddle.nn.functional as F
 from paddle import nn
 
-from kslim_runner.atomic import write_with
 from kslim_runner.methods.distill_zoo import ZooDistillStudent, teacher_maps
 from kslim_runner.models.base import Detector
 from kslim_runner.train import distributed
@@ -155,13 +154,10 @@ class DistillLoss:
         weights go to workdir); None when the student or teacher is not a rebuildable detector."""
         if not isinstance(wrapper, DistillStudent | ZooDistillStudent):
             return None
-        student = distributed.detection_task(wrapper.student)
-        teacher = distributed.detection_task(self.teacher)
-        if student is None or teacher is None:
+        tasks = distributed.pair_tasks(wrapper.student, self.teacher, workdir / TEACHER_WEIGHTS)
+        if tasks is None:
             return None
-        workdir.mkdir(parents=True, exist_ok=True)
-        write_with(workdir / TEACHER_WEIGHTS, lambda tmp: paddle.save(self.teacher.state_dict(), str(tmp)))
-        return DistillTask(student, teacher, wrapper.teacher_channels, self.kind, self.weight)
+        return DistillTask(*tasks, wrapper.teacher_channels, self.kind, self.weight)
 
 
 @dataclass(frozen=True)
@@ -175,8 +171,7 @@ class DistillTask:
     weight: float
 
     def build(self, workdir: Path) -> tuple[Detector, DistillLoss]:
-        teacher = self.teacher.build_detector()
-        teacher.set_state_dict(paddle.load(str(workdir / TEACHER_WEIGHTS)))
+        teacher = self.teacher.build_trained(workdir / TEACHER_WEIGHTS)
         wrap = ZooDistillStudent if self.student.zoo else DistillStudent
         wrapper = wrap(self.student.build_detector(), self.teacher_channels)
         return wrapper, DistillLoss(teacher, self.kind, self.weight)

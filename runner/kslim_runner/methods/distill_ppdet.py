@@ -20,7 +20,6 @@ from typing import Any
 import paddle
 from paddle import nn
 
-from kslim_runner.atomic import write_with
 from kslim_runner.methods.distill_kinds import feature_maps, ppyoloe_channels
 from kslim_runner.train import distributed
 
@@ -237,13 +236,10 @@ class KindLoss:
 
     def worker_task(self, wrapper: Any, workdir: Path) -> KindTask | None:
         """How a data-parallel worker rebuilds the pair (the teacher's weights go to workdir)."""
-        student = distributed.detection_task(wrapper.student)
-        teacher = distributed.detection_task(wrapper.teacher)
-        if student is None or teacher is None:
+        tasks = distributed.pair_tasks(wrapper.student, wrapper.teacher, workdir / TEACHER_WEIGHTS)
+        if tasks is None:
             return None
-        workdir.mkdir(parents=True, exist_ok=True)
-        write_with(workdir / TEACHER_WEIGHTS, lambda tmp: paddle.save(wrapper.teacher.state_dict(), str(tmp)))
-        return KindTask(student, teacher, wrapper.kind, wrapper.settings)
+        return KindTask(*tasks, wrapper.kind, wrapper.settings)
 
 
 @dataclass(frozen=True)
@@ -256,6 +252,5 @@ class KindTask:
     settings: Any
 
     def build(self, workdir: Path) -> tuple[PairedStudent, KindLoss]:
-        teacher = self.teacher.build_detector()
-        teacher.set_state_dict(paddle.load(str(workdir / TEACHER_WEIGHTS)))
+        teacher = self.teacher.build_trained(workdir / TEACHER_WEIGHTS)
         return PairedStudent(self.student.build_detector(), teacher, self.kind, self.settings), KindLoss()

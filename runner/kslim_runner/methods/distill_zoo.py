@@ -15,9 +15,11 @@ from collections.abc import Sequence
 from typing import Any
 
 import paddle
+from kslim_api.contract import Reason
 from paddle import nn
 
 from kslim_runner.errors import UserError
+from kslim_runner.zoo.build import refusing_unfit_size
 
 #: The architecture and head these losses understand.
 ARCHITECTURE, HEAD = "YOLOv3", "YOLOv3Head"
@@ -76,7 +78,9 @@ def check_pair(student: Any, teacher: Any, student_name: str, teacher_name: str)
     for model, what, name in ((student, "student", student_name), (teacher, "teacher", teacher_name)):
         problem = family_problem(model)
         if problem is not None:
-            raise UserError(f"distill cannot use the {what} {name}: {problem}", reason="TeacherMismatch")
+            raise UserError(
+                f"distill cannot use the {what} {name}: {problem}", reason=Reason.TEACHER_MISMATCH
+            )
     s_anchors = [len(a) for a in student.yolo_head.anchors]
     t_anchors = [len(a) for a in teacher.yolo_head.anchors]
     if s_anchors != t_anchors:
@@ -84,29 +88,22 @@ def check_pair(student: Any, teacher: Any, student_name: str, teacher_name: str)
             f"the teacher {teacher_name} has {t_anchors} anchors per level, the student {student_name} "
             f"{s_anchors}; DistillYOLOv3Loss compares them anchor by anchor: use a teacher with the "
             "student's anchor masks",
-            reason="TeacherMismatch",
+            reason=Reason.TEACHER_MISMATCH,
         )
     size = student.config.input_size
     batch = {"image": paddle.zeros([1, 3, size, size])}
     shapes = []
     for model, name in ((student, student_name), (teacher, teacher_name)):
         model.eval()
-        try:
-            with paddle.no_grad():
-                feats = neck_maps(model, batch)
-                outs = distill_outputs(model, raw_head_outputs(model, feats))
-        except (ValueError, RuntimeError, AssertionError) as e:
-            first = (str(e).strip().splitlines() or [type(e).__name__])[0]
-            raise UserError(
-                f"{name} does not run at input size {size} ({first[:200]}); use a multiple of 32",
-                reason="InvalidSpec",
-            ) from e
+        with refusing_unfit_size(f"{name} does not run at input size {size}"), paddle.no_grad():
+            feats = neck_maps(model, batch)
+            outs = distill_outputs(model, raw_head_outputs(model, feats))
         shapes.append([list(o.shape) for o in outs])
     if shapes[0] != shapes[1]:
         raise UserError(
             f"the teacher {teacher_name}'s head outputs are {shapes[1]} at input {size}, the student "
             f"{student_name}'s {shapes[0]}; distill needs the same levels, strides and classes",
-            reason="TeacherMismatch",
+            reason=Reason.TEACHER_MISMATCH,
         )
 
 

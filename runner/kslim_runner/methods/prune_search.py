@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import paddle
+from kslim_api.contract import Reason
 from paddle import nn
 from paddleslim.analysis import dygraph_flops
 
@@ -78,7 +79,7 @@ def check_reachable(
             f"prune.targetFlopsReduction {target:g} cannot be reached: pruning the selected convs as far "
             f"as possible (keeping a filter in each) removes {share_hi:.1%} of the GFLOPs; lower the "
             "target or select more convs with prune.params",
-            reason="InvalidSpec",
+            reason=Reason.INVALID_SPEC,
         )
     return hi, share_hi, base
 

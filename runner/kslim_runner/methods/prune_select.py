@@ -8,6 +8,7 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
+from kslim_api.contract import Reason
 from paddle import nn
 
 from kslim_runner.errors import UserError
@@ -95,7 +96,7 @@ def _resolve(
             f"prune.{what}: {pattern!r} matches no parameter of this model; name conv weights by "
             f"Paddle name (e.g. {names[0][0] if names else 'conv2d_0.w_0'}) or structured name "
             f"(e.g. {example}), globs allowed",
-            reason="InvalidSpec",
+            reason=Reason.INVALID_SPEC,
         )
     skipped.extend(m for m in matched if m not in prunable and m not in skipped)
     return [m for m in matched if m in prunable]
@@ -128,7 +129,7 @@ def select_ratios(step: Any, det: nn.Layer, prunables: list[Prunable], ratio: fl
         raise UserError(
             f"prune.{what} names only parameters that cannot be pruned ({_listed(skipped)}): "
             f"{UNPRUNABLE}; pick other convs",
-            reason="InvalidSpec",
+            reason=Reason.INVALID_SPEC,
         )
     check_keeps_filters(chosen, prunable)
     return Selection(chosen, skipped)
@@ -144,5 +145,5 @@ def check_keeps_filters(ratios: dict[str, float], prunable: dict[str, Prunable])
                 f"prune: ratio {r:g} would remove all {p.channels} filters of {name} ({p.structured}), "
                 f"leaving the layer with zero channels; use a ratio of at most "
                 f"{max_safe_ratio(p.channels):g} for it",
-                reason="InvalidSpec",
+                reason=Reason.INVALID_SPEC,
             )

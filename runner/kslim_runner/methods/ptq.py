@@ -14,6 +14,7 @@ import paddle
 from kslim_api.v1alpha1 import PTQStep
 from paddleslim.quant import quant_post_static
 
+from kslim_runner.data.coco import CocoIndex
 from kslim_runner.measure.preprocess import load_preprocess
 from kslim_runner.measure.program import model_files
 from kslim_runner.methods.calibration import calibration_loader, check_calibration_size, feed_vars
@@ -61,20 +62,26 @@ def calibration_progress(cfg: PTQStep) -> tuple[Progress, Callable[[], None]]:
     return progress, on_item
 
 
-def calibrate(
-    ctx: RunContext, cfg: PTQStep, src: Path, out: Path, on_item: Callable[[], None] | None = None
+def quantize_post_training(
+    src: Path,
+    out: Path,
+    images: CocoIndex,
+    cfg: PTQStep,
+    *,
+    seed: int = 0,
+    gpu: bool = False,
+    on_item: Callable[[], None] | None = None,
 ) -> None:
-    """quant_post_static from src into out (a fresh folder), in static mode and its own scope."""
+    """quant_post_static of the inference model in src into out (a fresh folder), calibrated on
+    `images` (a seeded sample of cfg.batch_num x cfg.batch_size), in static mode and its own scope."""
     files = model_files(src)
-    place = paddle.CUDAPlace(0) if ctx.device.device == "gpu" else paddle.CPUPlace()
+    place = paddle.CUDAPlace(0) if gpu else paddle.CPUPlace()
     feeds, pre = feed_vars(files), load_preprocess(src)
     scope = paddle.static.Scope()
     paddle.enable_static()
     try:
         with paddle.static.scope_guard(scope):
-            loader = calibration_loader(
-                feeds, pre, ctx.index("train"), cfg.batch_size, cfg.batch_num, ctx.spec.train.seed, on_item
-            )
+            loader = calibration_loader(feeds, pre, images, cfg.batch_size, cfg.batch_num, seed, on_item)
             with quiet_paddleslim():
                 quant_post_static(
                     executor=paddle.static.Executor(place),
@@ -110,7 +117,10 @@ def run_ptq(ctx: RunContext, cfg: PTQStep, source: Row) -> Row:
         flush=True,
     )
     progress, on_item = calibration_progress(cfg)
-    calibrate(ctx, cfg, src, tmp, on_item)
+    gpu = ctx.device.device == "gpu"
+    quantize_post_training(
+        src, tmp, ctx.index("train"), cfg, seed=ctx.spec.train.seed, gpu=gpu, on_item=on_item
+    )
     concats = note(keep_mixed_sign_concats_fp32(tmp))
     shutil.rmtree(out, ignore_errors=True)
     os.replace(tmp, out)

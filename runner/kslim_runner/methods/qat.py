@@ -18,6 +18,7 @@ from typing import Any
 
 import paddle
 import yaml
+from kslim_api.contract import Reason
 from kslim_api.v1alpha1 import QATStep
 from paddle import nn
 from paddleslim import QAT
@@ -107,7 +108,7 @@ def check_qat(ctx: RunContext, cfg: QATStep) -> None:
         raise UserError(
             f"qat.quantizableLayerTypes {list(cfg.quantizable_layer_types)} selects no layer of "
             f"{det.config.architecture}; its layers are Conv2D, so include Conv2D",
-            reason="InvalidSpec",
+            reason=Reason.INVALID_SPEC,
         )
 
 

@@ -6,6 +6,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from kslim_api.contract import Reason
+
 from kslim_runner.errors import UserError
 from kslim_runner.measure.program import QUANT_OPS, load_program, model_files
 
@@ -57,7 +59,7 @@ def require_quantized(model_dir: Path, method: str) -> QuantSummary:
         raise UserError(
             f"{method}: the exported model {model_dir} is not quantized ({s.text}); quantization did "
             "not take effect, so nothing would run in int8. Check the quantizable layer types",
-            reason="QuantizationNotApplied",
+            reason=Reason.QUANTIZATION_NOT_APPLIED,
         )
     return s
 
@@ -68,12 +70,12 @@ def require_quantizable(model_dir: Path) -> QuantSummary:
     if s.quant_ops:
         raise UserError(
             f"ptq: the model {model_dir} is already quantized ({s.text}); give the float model",
-            reason="InvalidModel",
+            reason=Reason.INVALID_MODEL,
         )
     if s.weighted_ops == 0:
         raise UserError(
             f"ptq: the model {model_dir} has no quantizable ops (no conv2d, depthwise_conv2d, "
             "conv2d_transpose, mul or matmul with weights); quantization would change nothing",
-            reason="InvalidModel",
+            reason=Reason.INVALID_MODEL,
         )
     return s

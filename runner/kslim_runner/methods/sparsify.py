@@ -13,6 +13,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from kslim_api.contract import Reason
 from kslim_api.v1alpha1 import GMP_MIN_ITERATIONS_PER_STEP, SparsifyStep
 from paddleslim.dygraph import GMPUnstructuredPruner, UnstructuredPruner
 
@@ -72,7 +73,7 @@ def _schedule(ctx: RunContext, cfg: SparsifyStep, images: int) -> tuple[int, int
             f"{images} training images), but PaddleSlim's GMP needs more than "
             f"{GMP_MIN_ITERATIONS_PER_STEP} per pruning step ({cfg.gmp.pruning_steps} steps): lengthen "
             "gmp.pruning or lower gmp.pruningSteps",
-            reason="InvalidSpec",
+            reason=Reason.INVALID_SPEC,
         )
     return stable, pruning, tuning
 

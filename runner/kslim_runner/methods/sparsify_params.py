@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import paddle
+from kslim_api.contract import Reason
 from kslim_api.v1alpha1 import SparsifyStep
 from paddle import nn
 
@@ -49,7 +50,7 @@ def select_params(det: nn.Layer, cfg: SparsifyStep) -> list[str]:
                     f"(e.g. {names[0][0]} / {names[0][1]})"
                     if names
                     else f"sparsify.params: the model has no {what}",
-                    reason="InvalidSpec",
+                    reason=Reason.INVALID_SPEC,
                 )
             picked.update(hits)
         chosen = [p for p in chosen if p in picked]
@@ -58,14 +59,14 @@ def select_params(det: nn.Layer, cfg: SparsifyStep) -> list[str]:
         if not hits:
             raise UserError(
                 f"sparsify.skipParams: {pattern!r} matches none of the model's {len(names)} {what}",
-                reason="InvalidSpec",
+                reason=Reason.INVALID_SPEC,
             )
         chosen = [p for p in chosen if p not in hits]
     if not chosen:
         raise UserError(
             f"sparsify selects no weight to prune (paramsType {cfg.params_type}, {len(names)} {what}, "
             f"after params/skipParams); widen the selection",
-            reason="InvalidSpec",
+            reason=Reason.INVALID_SPEC,
         )
     return chosen
 

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import paddle
+from kslim_api.contract import Reason
 from kslim_api.v1alpha1 import PPDET_DISTILL_LOSSES
 
 from kslim_runner.errors import UserError
@@ -23,8 +24,8 @@ from kslim_runner.models.yolov3 import ANCHOR_MASKS
 from kslim_runner.pipeline.context import RunContext
 from kslim_runner.pipeline.models import ModelConfig, build_model, is_zoo, load_weights, teacher_overrides
 from kslim_runner.train.config import train_config_from_spec
-from kslim_runner.train.loop import train_detector
-from kslim_runner.zoo.config import ZooSource, download_fields
+from kslim_runner.train.detector import train_detector
+from kslim_runner.zoo.config import ZooSource, download_fields, refuse_downloads
 
 HEAD_KEY = "heads.0.weight"
 
@@ -46,14 +47,14 @@ def check_pairing(ctx: RunContext, teacher: Any) -> None:
             f"the student is a PaddleDetection config (model.config) but the teacher is the built-in "
             f"{teacher.label}; give the teacher as a PaddleDetection config too (distill.teacher.config, "
             "e.g. configs/yolov3/yolov3_r34_270e_coco.yml)",
-            reason="TeacherMismatch",
+            reason=Reason.TEACHER_MISMATCH,
         )
     if teacher_zoo and not student_zoo:
         raise UserError(
             f"the teacher is a PaddleDetection config ({teacher.config.uri}) but the student is not "
             "(model.architecture); give the teacher as distill.teacher.architecture, or the student as "
             "model.config",
-            reason="TeacherMismatch",
+            reason=Reason.TEACHER_MISMATCH,
         )
 
 
@@ -77,15 +78,14 @@ def check_zoo_teacher(ctx: RunContext, teacher: Any, step: Any = None) -> None:
     model = build_model(source)
     pair(student, model, student_source.architecture, source.architecture)
     urls = download_fields(Path(source.config))
-    if urls and teacher.weights is None:
-        key, url = next(iter(urls.items()))
-        raise UserError(
-            f"the teacher's PaddleDetection config {source.config} asks to download {key} from {url}; the "
-            "runner downloads nothing at run time: give distill.teacher.weights (a checkpoint of this "
-            f"config), or remove {key} to train the teacher from scratch in the job",
-            reason="BadConfig",
+    if teacher.weights is None:
+        refuse_downloads(
+            urls,
+            f"the teacher's PaddleDetection config {source.config}",
+            "give distill.teacher.weights (a checkpoint of this config), or remove {key} to train the "
+            "teacher from scratch in the job",
         )
-    if teacher.weights is not None:
+    else:
         path = ctx.resolve(teacher.weights.uri, "distill.teacher.weights")
         try:
             load_weights(model, Path(path))
@@ -112,13 +112,14 @@ def check_teacher(ctx: RunContext, teacher: Any, step: Any = None) -> None:
     path = ctx.resolve(teacher.weights.uri, "distill.teacher.weights")
     if not Path(path).is_file():
         raise UserError(
-            f"teacher weights {path} not found; check distill.teacher.weights.uri", reason="DataNotFound"
+            f"teacher weights {path} not found; check distill.teacher.weights.uri",
+            reason=Reason.DATA_NOT_FOUND,
         )
     try:
         state = paddle.load(str(path))
     except Exception as e:
         raise UserError(
-            f"teacher weights {path} are not a Paddle .pdparams file ({e})", reason="BadWeights"
+            f"teacher weights {path} are not a Paddle .pdparams file ({e})", reason=Reason.BAD_WEIGHTS
         ) from e
     classes = weights_classes(state) if isinstance(state, dict) else None
     student = ctx.spec.model.num_classes
@@ -126,7 +127,7 @@ def check_teacher(ctx: RunContext, teacher: Any, step: Any = None) -> None:
         raise UserError(
             f"the teacher ({path}) predicts {classes} classes but the student predicts {student} "
             "(model.numClasses); distillation needs a teacher trained on the same classes",
-            reason="TeacherMismatch",
+            reason=Reason.TEACHER_MISMATCH,
         )
     load_weights(build_model(teacher_config(ctx, teacher)), Path(path))
 

@@ -14,7 +14,7 @@ from kslim_runner.pipeline.models import build_model, job_model_config, load_wei
 from kslim_runner.pipeline.stage import Stage
 from kslim_runner.pipeline.state import Row
 from kslim_runner.train.config import train_config_from_spec
-from kslim_runner.train.loop import train_detector
+from kslim_runner.train.detector import train_detector
 
 
 class BaselineStage(Stage):

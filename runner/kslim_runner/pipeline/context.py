@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from kslim_api import CompressionJob, StrategyStep
+from kslim_api.contract import is_remote
 
 from kslim_runner.data.coco import CocoIndex, load_coco
 from kslim_runner.device import DeviceDecision
@@ -46,7 +47,7 @@ class RunContext:
 
     # --- paths ---------------------------------------------------------------------------------------
     def resolve(self, uri: str, what: str) -> Path:
-        if self._remote is None and uri.startswith(("s3://", "http://", "https://")):
+        if self._remote is None and is_remote(uri):
             from kslim_runner.storage.fetch import Remote  # only jobs with remote URIs import the S3 client
 
             self._remote = Remote(self.spec)

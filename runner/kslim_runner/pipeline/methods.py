@@ -12,6 +12,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from kslim_api.contract import Reason
+
 from kslim_runner.errors import UserError
 
 RunFn = Callable[[Any, Any, Any], Any]  # (RunContext, step config, input Row) -> output Row
@@ -66,5 +68,5 @@ def check_methods(methods: list[str]) -> None:
             raise UserError(
                 f"strategy[{i}] is {m}, which this runner version does not implement (available: {have}); "
                 "remove the step or use a newer runner image",
-                reason="MethodUnavailable",
+                reason=Reason.METHOD_UNAVAILABLE,
             )

@@ -9,6 +9,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from kslim_api.contract import Reason
+
 from kslim_runner.errors import UserError
 from kslim_runner.models.base import Detector, DetectorConfig
 from kslim_runner.models.export import export_detector
@@ -34,7 +36,7 @@ def job_model_config(spec: Any, resolve: Callable[[str, str], Path]) -> ModelCon
         raise UserError(
             "this step needs model.architecture or model.config (a model to train); an inferenceModel "
             "can only be compressed by ptq",
-            reason="InvalidSpec",
+            reason=Reason.INVALID_SPEC,
         )
     return DetectorConfig(m.architecture.value, m.num_classes, m.input_size, float(m.width))
 
@@ -110,14 +112,14 @@ def load_weights(detector: Detector, path: Path) -> None:
         raise UserError(
             f"weights file {path} does not match {what}: {k} has shape {got}, expected {exp} "
             f"({len(wrong)} mismatched); check model.architecture, width and numClasses",
-            reason="BadWeights",
+            reason=Reason.BAD_WEIGHTS,
         )
     if missing:
         raise UserError(
             f"weights file {path} does not match {what}: {len(missing)} parameters missing, "
             f"e.g. {missing[0]}; "
             "check model.architecture and width",
-            reason="BadWeights",
+            reason=Reason.BAD_WEIGHTS,
         )
     detector.set_state_dict({k: state[k] for k in expected})
 

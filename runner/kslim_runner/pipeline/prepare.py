@@ -9,9 +9,11 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from kslim_api.contract import Reason
+
 from kslim_runner.data import voc
 from kslim_runner.data.coco import CocoIndex, check_images, load_coco, require_segmentation
-from kslim_runner.data.synth import SynthConfig, generate
+from kslim_runner.data.synth import SynthConfig, generate, generated_with
 from kslim_runner.errors import UserError
 from kslim_runner.measure.program import model_files
 from kslim_runner.pipeline.context import RunContext
@@ -33,8 +35,16 @@ def _synthetic(ctx: RunContext) -> dict[str, tuple[Path, Path]]:
     for split, n in (("train", syn.train_images), ("val", syn.val_images)):
         folder = ctx.out / "data" / split
         ann = folder / "annotations.json"
-        if not ann.is_file():
-            cfg = SynthConfig(images=n, size=syn.image_size, classes=syn.classes, seed=syn.seed)
+        cfg = SynthConfig(
+            images=n,
+            size=syn.image_size,
+            classes=syn.classes,
+            seed=syn.seed,
+            max_objects=syn.max_objects,
+            object_scale=(float(syn.min_object_side), float(syn.max_object_side)),
+            clutter=syn.clutter,
+        )
+        if not generated_with(ann, cfg, split=split):  # a rerun with other settings regenerates
             generate(folder, cfg, split=split)
         splits[split] = (folder / "images", ann)
     return splits
@@ -80,7 +90,7 @@ def _check_same_categories(a: CocoIndex, b: CocoIndex) -> None:
         raise UserError(
             f"{a.annotations} and {b.annotations} define different categories ({a.category_ids} vs "
             f"{b.category_ids}); both splits need the same category ids",
-            reason="ClassOutOfRange",
+            reason=Reason.CLASS_OUT_OF_RANGE,
         )
 
 
@@ -90,7 +100,7 @@ def check_zoo_config(ctx: RunContext, weights: Path | None, annotations: Sequenc
     anything trains. Returns notes for the report."""
     from kslim_runner.pipeline.models import job_model_config
     from kslim_runner.zoo.build import check_input_size
-    from kslim_runner.zoo.config import ZooSource, download_fields, fit_config
+    from kslim_runner.zoo.config import ZooSource, download_fields, fit_config, refuse_downloads
     from kslim_runner.zoo.reader import data_fields
 
     source = job_model_config(ctx.spec, ctx.resolve)
@@ -102,13 +112,11 @@ def check_zoo_config(ctx: RunContext, weights: Path | None, annotations: Sequenc
         for path in annotations:
             require_segmentation(path, why)
     urls = download_fields(Path(source.config))
-    if urls and weights is None:
-        key, url = next(iter(urls.items()))
-        raise UserError(
-            f"PaddleDetection config {source.config} asks to download {key} from {url}; the runner "
-            "downloads nothing at run time: put the .pdparams on a volume and set model.weights, or "
-            f"remove {key} to train from scratch",
-            reason="BadConfig",
+    if weights is None:
+        refuse_downloads(
+            urls,
+            f"PaddleDetection config {source.config}",
+            "put the .pdparams on a volume and set model.weights, or remove {key} to train from scratch",
         )
     notes += [f"{key} of the config ({url}) is not used: model.weights is" for key, url in urls.items()]
     return notes
@@ -137,7 +145,7 @@ class PrepareStage(Stage):
         if "onnx" in spec.export.formats and importlib.util.find_spec("paddle2onnx") is None:
             raise UserError(
                 "export.formats asks for onnx but this runner has no paddle2onnx; remove onnx",
-                reason="UnsupportedFormat",
+                reason=Reason.UNSUPPORTED_FORMAT,
             )
         splits = _synthetic(ctx) if spec.dataset.format == "synthetic" else _given(ctx)
         progress.update(1)
@@ -165,7 +173,8 @@ class PrepareStage(Stage):
             weights_path = ctx.resolve(weights.uri, "model.weights")
             if not weights_path.is_file():
                 raise UserError(
-                    f"weights file {weights_path} not found; check model.weights.uri", reason="DataNotFound"
+                    f"weights file {weights_path} not found; check model.weights.uri",
+                    reason=Reason.DATA_NOT_FOUND,
                 )
         notes = (
             check_zoo_config(ctx, weights_path, [ann for _, ann in splits.values()])

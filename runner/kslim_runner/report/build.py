@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from kslim_api.contract import Reason
+
 from kslim_runner.measure.interleave import RatioInterval, ratio_interval
 from kslim_runner.pipeline.state import Row
 
@@ -17,7 +19,6 @@ AP_GAP_FLAG = 0.005
 #: A speed-up interval wider than this fraction of its median, straddling qualityGate.minSpeedup,
 #: cannot decide the gate: the job ends MeasurementUnstable instead of passing or failing by chance.
 MAX_SPEEDUP_SPREAD = 0.25
-MEASUREMENT_UNSTABLE = "MeasurementUnstable"
 
 
 def shipped_precision(row: Row) -> str:
@@ -156,7 +157,7 @@ def quality_gate(
         "limits": {k: v for k, v in limits.items() if v is not None},
     }
     if unstable and not misses:
-        out["reason"] = MEASUREMENT_UNSTABLE
+        out["reason"] = Reason.MEASUREMENT_UNSTABLE
     return out
 
 

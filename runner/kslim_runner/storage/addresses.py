@@ -13,13 +13,13 @@ import ipaddress
 import os
 import socket
 
-from kslim_runner.errors import StorageUnavailable, UserError
+from kslim_api.contract import ALLOW_PRIVATE_URLS_ENV
 
-ALLOW_ENV = "KSLIM_ALLOW_PRIVATE_URLS"
+from kslim_runner.errors import StorageUnavailable, UserError
 
 
 def private_allowed() -> bool:
-    return os.environ.get(ALLOW_ENV, "").lower() in ("1", "true", "yes")
+    return os.environ.get(ALLOW_PRIVATE_URLS_ENV, "").lower() in ("1", "true", "yes")
 
 
 def is_internal(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:

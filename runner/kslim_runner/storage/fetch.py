@@ -10,18 +10,15 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from kslim_api.contract import S3_SCHEME
+
 from kslim_runner.errors import UserError
 from kslim_runner.storage.archive import extract, is_archive
 from kslim_runner.storage.http import fetch_http
 from kslim_runner.storage.s3 import S3Settings
 from kslim_runner.storage.s3_fetch import S3Fetcher
 
-REMOTE_SCHEMES = ("s3://", "http://", "https://")
 CONFIG_FIELDS = ("model.config", "distill.teacher.config")
-
-
-def is_remote(uri: str) -> bool:
-    return uri.startswith(REMOTE_SCHEMES)
 
 
 def checksums(spec: Any) -> dict[str, str]:
@@ -51,7 +48,7 @@ class Remote:
     def fetch(self, uri: str, what: str) -> Path:
         sha256 = self.sums.get(uri)
         config = what in CONFIG_FIELDS
-        if uri.startswith("s3://"):
+        if uri.startswith(S3_SCHEME):
             path = self.s3.fetch_config_tree(uri, what) if config else self.s3.fetch(uri, what, sha256)
         elif config:
             raise UserError(

@@ -76,12 +76,20 @@ def _credentials() -> Provider | None:
     return None  # anonymous: public buckets
 
 
+#: Seconds a GET may wait for the next bytes (a large object streams for longer, as long as bytes come).
+READ_TIMEOUT = 120
+
+
+def connect_timeout() -> float:
+    return float(os.environ.get("KSLIM_S3_CONNECT_TIMEOUT", "10"))
+
+
 def make_client(settings: S3Settings, *, parallel: int = 16) -> Minio:
     parts = urlsplit(settings.where)
     # Bounded waits: a store that does not answer fails the attempt in about half a minute, and the
     # Job retries it; 5xx answers are retried here first.
     http = urllib3.PoolManager(
-        timeout=urllib3.Timeout(connect=float(os.environ.get("KSLIM_S3_CONNECT_TIMEOUT", "10")), read=120),
+        timeout=urllib3.Timeout(connect=connect_timeout(), read=READ_TIMEOUT),
         maxsize=parallel,
         cert_reqs="CERT_NONE" if settings.insecure_skip_tls_verify else "CERT_REQUIRED",
         ca_certs=os.environ.get("AWS_CA_BUNDLE") or None,  # an endpoint signed by a private CA

@@ -2,15 +2,22 @@
 
 The cache mirrors the bucket (`<cache>/s3/<endpoint>/<bucket>/<key>`), so a prefix is a folder and
 a config's relative `_BASE_` includes resolve there as they do in the bucket. An object whose cached
-copy has a marker with the same ETag and size is not downloaded again.
+copy has a marker with the same ETag and size is not downloaded again; nor is a prefix whose folder
+marker lists the same keys, ETags and sizes as the bucket, with every file there at its size.
+
+A prefix is listed once, its objects are streamed PARALLEL at a time into a staging folder, and the
+folder is renamed into place only when every one arrived: a failure of any object fails the fetch
+and leaves no folder (nor marker) to be taken for a complete one. No per-object marker, rename or
+fsync: the folder's single rename and marker give the same guarantee for a fraction of the file
+operations (which cost as much as the bytes for 100 kB images).
 """
 
 from __future__ import annotations
 
-import hashlib
 import os
 import posixpath
-from concurrent.futures import ThreadPoolExecutor
+import threading
+from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from pathlib import Path
 from typing import Any
 
@@ -20,11 +27,11 @@ from kslim_runner.errors import UserError
 from kslim_runner.storage import cache
 from kslim_runner.storage.checksum import check_sha256, sha256_file
 from kslim_runner.storage.s3 import S3_FAILURES, S3Settings, make_client, parse_s3_uri, storage_error
+from kslim_runner.storage.s3_get import Getter
 
 #: Objects downloaded at once: a remote store answers each in tens of milliseconds, so a folder of
 #: images needs several in flight (on the 2-core dev machine 4-16 measure the same).
 PARALLEL = 8
-BUFFER = 1 << 20
 
 
 def safe_key(key: str, uri: str, what: str) -> str:
@@ -44,12 +51,21 @@ class S3Fetcher:
         self.settings = settings
         self.root = cache.cache_root() / "s3" / cache.key_of(settings.where)
         self._client: Any = None
+        self._getter: Getter | None = None
+        self._lock = threading.Lock()
 
     @property
     def client(self) -> Any:
         if self._client is None:
             self._client = make_client(self.settings)
         return self._client
+
+    @property
+    def getter(self) -> Getter:
+        with self._lock:  # one Getter: its connections are per thread, and workers ask at once
+            if self._getter is None:
+                self._getter = Getter(self.client, self.settings)
+            return self._getter
 
     def local(self, bucket: str, key: str) -> Path:
         return self.root / bucket / key
@@ -90,39 +106,30 @@ class S3Fetcher:
                 check_sha256(meta.get("sha256") or sha256_file(target), sha256, uri, what)
             return target
         tmp = cache.temp_path(target)
-        # Hashing costs about a core-second per GB: only when the spec gives a digest to check.
-        digest = hashlib.sha256() if sha256 is not None else None
         try:
-            try:
-                got = self._download(bucket, key, tmp, digest)
-            except S3_FAILURES as e:
-                raise storage_error(e, self.settings, bucket, key, what) from e
-            if got != size:  # the object changed or the stream was cut: the next attempt fetches it again
-                raise storage_error(
-                    ConnectionError(f"got {got} of {size} bytes"), self.settings, bucket, key, what
-                )
+            # Hashing costs about a core-second per GB: only when the spec gives a digest to check.
+            digest = self._get(bucket, key, tmp, what, size, sha256=sha256 is not None)
             if digest is not None:
-                check_sha256(digest.hexdigest(), sha256, uri, what)
+                check_sha256(digest, sha256, uri, what)
             os.replace(tmp, target)
         finally:
             tmp.unlink(missing_ok=True)
-        cache.write_marker(
-            target, {"etag": etag, "size": size, "sha256": None if digest is None else digest.hexdigest()}
-        )
+        cache.write_marker(target, {"etag": etag, "size": size, "sha256": digest})
         return target
 
-    def _download(self, bucket: str, key: str, tmp: Path, digest: Any) -> int:
-        resp = self.client.get_object(bucket, key)
+    def _get(
+        self, bucket: str, key: str, dest: Path, what: str, size: int, sha256: bool = False
+    ) -> str | None:
+        """Streams one object to dest; its sha256 if asked."""
         try:
-            with open(tmp, "wb") as f:
-                while chunk := resp.read(BUFFER):  # bounded memory for any object size
-                    if digest is not None:
-                        digest.update(chunk)
-                    f.write(chunk)
-                return f.tell()
-        finally:
-            resp.close()
-            resp.release_conn()
+            got, digest = self.getter.get(bucket, key, dest, sha256=sha256)
+        except S3_FAILURES as e:
+            raise storage_error(e, self.settings, bucket, key, what) from e
+        if got != size:  # the object changed since it was listed: the next attempt fetches it again
+            raise storage_error(
+                ConnectionError(f"got {got} of {size} bytes"), self.settings, bucket, key, what
+            )
+        return digest
 
     def fetch_prefix(self, bucket: str, prefix: str, what: str) -> Path:
         objects = self._call(
@@ -135,13 +142,40 @@ class S3Fetcher:
                 "fix the key or upload the data",
                 reason="DataNotFound",
             )
+        for o in files:
+            safe_key(o.object_name, f"s3://{bucket}/{o.object_name}", what)
+        # What the folder must hold, as its marker records it (lists: JSON has no tuples).
+        listing = {o.object_name[len(prefix) :]: [o.etag, o.size] for o in files}
+        folder = self.local(bucket, prefix)
+        with cache.locked(folder):
+            if _complete(folder, listing):
+                return folder
+            cache.drop_marker(folder)  # from here until the new marker, the folder is not complete
+            stage = cache.staging_dir(folder)
+            try:
+                self._get_all(bucket, prefix, listing, stage, what)
+                cache.install_dir(stage, folder)
+            finally:
+                if stage.exists():
+                    cache.remove(stage)
+            cache.write_marker(folder, {"objects": listing})
+        return folder
+
+    def _get_all(
+        self, bucket: str, prefix: str, listing: dict[str, list[Any]], stage: Path, what: str
+    ) -> None:
+        for d in {(stage / rel).parent for rel in listing}:
+            d.mkdir(parents=True, exist_ok=True)
         with ThreadPoolExecutor(PARALLEL) as pool:
-            done = [
-                pool.submit(self.fetch_object, bucket, o.object_name, what, o.size, o.etag) for o in files
+            jobs = [
+                pool.submit(self._get, bucket, prefix + rel, stage / rel, what, size)
+                for rel, (_, size) in listing.items()
             ]
-            for f in done:
-                f.result()  # the first failure, if any, ends the fetch
-        return self.local(bucket, prefix)
+            done, _ = wait(jobs, return_when=FIRST_EXCEPTION)
+            failed = [j for j in jobs if j in done and j.exception() is not None]
+            if failed:
+                pool.shutdown(cancel_futures=True)  # queued objects are not fetched; running ones end
+                failed[0].result()
 
     def fetch_config_tree(self, uri: str, what: str) -> Path:
         """A PaddleDetection config and, transitively, every relative `_BASE_` file it includes."""
@@ -165,6 +199,17 @@ class S3Fetcher:
                     )
                 todo.append(joined)
         return self.local(bucket, key)
+
+
+def _complete(folder: Path, listing: dict[str, list[Any]]) -> bool:
+    """The folder's marker lists exactly these objects, and each file is there at its size."""
+    meta = cache.read_marker(folder)
+    if not meta or meta.get("objects") != listing:
+        return False
+    try:
+        return all((folder / rel).stat().st_size == size for rel, (_, size) in listing.items())
+    except OSError:
+        return False
 
 
 def _bases(path: Path) -> list[str]:

@@ -22,7 +22,7 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any, Protocol
 
 import paddle
 
@@ -33,9 +33,7 @@ from kslim_runner.errors import UserError
 from kslim_runner.models.base import Detector, DetectorConfig
 from kslim_runner.models.layout import apply_layout, layout_of
 from kslim_runner.train.config import TrainConfig
-
-if TYPE_CHECKING:  # loop imports this module
-    from kslim_runner.train.loop import LossFn, TrainResult
+from kslim_runner.train.loop import LossFn, Rank, TrainResult, default_loss, train_in_process
 
 #: Hand-over files between the parent and its workers; every file a task writes starts with PREFIX
 #: too, so that all of them are removed once training ends.
@@ -73,9 +71,13 @@ class DetectionTask:
         return det
 
     def build(self, workdir: Path) -> tuple[Detector, LossFn]:
-        from kslim_runner.train.loop import default_loss
-
         return self.build_detector(), default_loss
+
+    def build_trained(self, weights: Path) -> Detector:
+        """The detector with the weights saved for the workers (a teacher, by `pair_tasks`)."""
+        det = self.build_detector()
+        det.set_state_dict(paddle.load(str(weights)))
+        return det
 
 
 def gpu_count() -> int:
@@ -104,11 +106,22 @@ def detection_task(detector: Any) -> DetectionTask | None:
     return DetectionTask(config.to_dict(), layout_of(detector), zoo=isinstance(config, ZooSource))
 
 
+def pair_tasks(
+    student: Any, teacher: Any, teacher_weights: Path
+) -> tuple[DetectionTask, DetectionTask] | None:
+    """The recipes for a distillation pair, with the teacher's weights saved to `teacher_weights`
+    (named PREFIX*) for `build_trained`; None when either model cannot be rebuilt."""
+    student_task, teacher_task = detection_task(student), detection_task(teacher)
+    if student_task is None or teacher_task is None:
+        return None
+    teacher_weights.parent.mkdir(parents=True, exist_ok=True)
+    write_with(teacher_weights, lambda tmp: paddle.save(teacher.state_dict(), str(tmp)))
+    return student_task, teacher_task
+
+
 def worker_task(detector: Detector, loss_fn: Any, workdir: Path) -> WorkerTask | None:
     """How workers rebuild this training, or None when it can only run in this process: the
     detection loss on a rebuildable detector, or a loss with its own `worker_task`."""
-    from kslim_runner.train.loop import default_loss
-
     if loss_fn is default_loss:
         return detection_task(detector)
     own = getattr(loss_fn, "worker_task", None)
@@ -120,8 +133,6 @@ def train_spawned(
 ) -> TrainResult:
     """Train `detector` in cfg.processes processes that rebuild it from `task`; it ends holding rank
     0's final weights (the EMA when enabled), in eval mode. Returns rank 0's TrainResult."""
-    from kslim_runner.train.loop import TrainResult
-
     n = resolve_processes(cfg.processes)
     gpus = gpu_count()
     if gpus and n > gpus:
@@ -216,8 +227,6 @@ def _die_with_parent() -> None:
 def _worker(job: Path) -> None:
     _die_with_parent()
     task, index, cfg, stage = pickle.loads(job.read_bytes())
-    from kslim_runner.train.loop import Rank, train_in_process
-
     paddle.distributed.init_parallel_env()
     rank = Rank(paddle.distributed.get_rank(), paddle.distributed.get_world_size())
     if gpu_count() == 0:

@@ -5,11 +5,12 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any, Protocol
 
 import paddle
+from kslim_api.contract import Reason
 
 from kslim_runner.data.coco import CocoIndex
 from kslim_runner.data.loader import check_batch, train_loader
@@ -21,9 +22,6 @@ from kslim_runner.train.checkpoint import Checkpoint, load_checkpoint, save_chec
 from kslim_runner.train.config import TrainConfig, schedule_factor
 from kslim_runner.train.ema import ModelEMA
 from kslim_runner.train.optim import build_optimizer
-
-if TYPE_CHECKING:  # distributed imports this module
-    from kslim_runner.train.distributed import WorkerTask
 
 Forward = Callable[[paddle.Tensor], Any]
 
@@ -156,44 +154,8 @@ def _check_finite(value: float, stage: str, step: int, cfg: TrainConfig) -> None
         raise UserError(
             f"{stage}: the loss became {value} at step {step}; lower train.learningRate "
             f"(now {cfg.learning_rate}) or raise warmupIterations",
-            reason="TrainingDiverged",
+            reason=Reason.TRAINING_DIVERGED,
         )
-
-
-def train_detector(
-    detector: Detector,
-    index: CocoIndex,
-    cfg: TrainConfig,
-    workdir: Path,
-    *,
-    stage: str,
-    loss_fn: LossFn = default_loss,
-    task: WorkerTask | None = None,
-) -> TrainResult:
-    """Train `detector` in place for cfg.iterations steps (or cfg.time_budget_seconds), resuming from
-    workdir/checkpoint when one of the same length exists. With EMA, the detector ends holding the
-    averaged weights, in eval mode.
-
-    With cfg.processes > 1 the training runs data-parallel in that many processes
-    (train/distributed.py) when workers can rebuild it: from `task`, or else from the detector and
-    loss (a built-in detector, pruned or not, with the detection or a distillation loss)."""
-    if cfg.processes != 1:
-        from kslim_runner.train import distributed
-
-        n = distributed.resolve_processes(cfg.processes)
-        if n > 1:
-            if task is None:
-                task = distributed.worker_task(detector, loss_fn, Path(workdir))
-            if task is not None:
-                return distributed.train_spawned(
-                    detector, task, index, replace(cfg, processes=n), workdir, stage=stage
-                )
-            print(
-                f"kslim: {stage}: trains in one process (data parallel covers built-in detectors, "
-                "pruned, quantized or not, trained with the detection or a distillation loss)",
-                flush=True,
-            )
-    return train_in_process(detector, index, cfg, workdir, stage=stage, loss_fn=loss_fn)
 
 
 def train_in_process(

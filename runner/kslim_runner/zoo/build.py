@@ -7,10 +7,13 @@ every process, whatever was built before.
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import paddle
+from kslim_api.contract import Reason
 from paddle import nn
 
 from kslim_runner.errors import UserError
@@ -29,7 +32,7 @@ def build_model(source: ZooSource) -> nn.Layer:
     except (KeyError, TypeError, ValueError, AssertionError) as e:
         raise UserError(
             f"PaddleDetection config {source.config} does not build: {type(e).__name__}: {e}",
-            reason="BadConfig",
+            reason=Reason.BAD_CONFIG,
         ) from e
     model.config = source
     model.eval()
@@ -49,36 +52,45 @@ def sample_inputs(size: int, batch: int = 1) -> dict[str, paddle.Tensor]:
 SAFE_STRIDE = 32
 
 
+@contextlib.contextmanager
+def refusing_unfit_size(failure: str) -> Iterator[None]:
+    """Inside it, the error a forward pass raises from deep in Paddle at an input size the model does
+    not fit becomes a one-line UserError: `failure` (what did not fit), the error's first line, and
+    the fix."""
+    try:
+        yield
+    except (ValueError, RuntimeError, AssertionError) as e:
+        first = (str(e).strip().splitlines() or [type(e).__name__])[0]
+        raise UserError(
+            f"{failure} ({first[:200]}); use a multiple of {SAFE_STRIDE}", reason=Reason.INVALID_SPEC
+        ) from e
+
+
 def check_input_size(source: ZooSource) -> None:
     """An input size off the largest stride (SSD's 300) fits some models and not others (a YOLO neck
     concatenates maps of mismatched sizes): one forward pass tells, before anything trains."""
     if source.input_size % SAFE_STRIDE == 0:
         return
     model = build_model(source)
-    try:
-        with paddle.no_grad():
-            model(sample_inputs(source.input_size))
-    except (ValueError, RuntimeError, AssertionError) as e:
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise UserError(
-            f"model.inputSize {source.input_size} does not fit the model of {source.config} ({first[:200]}); "
-            f"use a multiple of {SAFE_STRIDE}",
-            reason="InvalidSpec",
-        ) from e
+    failure = f"model.inputSize {source.input_size} does not fit the model of {source.config}"
+    with refusing_unfit_size(failure), paddle.no_grad():
+        model(sample_inputs(source.input_size))
 
 
 def read_weights(path: Path) -> dict[str, Any]:
     if not path.is_file():
-        raise UserError(f"weights file {path} not found; check model.weights.uri", reason="DataNotFound")
+        raise UserError(
+            f"weights file {path} not found; check model.weights.uri", reason=Reason.DATA_NOT_FOUND
+        )
     try:
         state = paddle.load(str(path))
     except Exception as e:
         raise UserError(
             f"weights file {path} is not a Paddle .pdparams file ({type(e).__name__}: {e})",
-            reason="BadWeights",
+            reason=Reason.BAD_WEIGHTS,
         ) from e
     if not isinstance(state, dict) or not state:
-        raise UserError(f"weights file {path} holds no parameters", reason="BadWeights")
+        raise UserError(f"weights file {path} holds no parameters", reason=Reason.BAD_WEIGHTS)
     return state
 
 
@@ -96,13 +108,13 @@ def load_weights(model: nn.Layer, path: Path) -> None:
             raise UserError(
                 f"weights file {path} does not match {what}: {k} is missing ({missing} of {len(expected)} "
                 "parameters missing); give weights trained from this config",
-                reason="BadWeights",
+                reason=Reason.BAD_WEIGHTS,
             )
         got = list(getattr(state[k], "shape", []))
         if got != list(v.shape):
             raise UserError(
                 f"weights file {path} does not match {what}: {k} has shape {got}, the config builds "
                 f"{list(v.shape)}; check model.numClasses and the config",
-                reason="BadWeights",
+                reason=Reason.BAD_WEIGHTS,
             )
     model.set_state_dict({k: state[k] for k in expected})

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from kslim_api.contract import Reason
 from kslim_api.ppdet_modules import PPDET_SHARED_KEYS
 
 from kslim_runner.errors import UserError
@@ -55,7 +56,9 @@ def shorthand_config(architecture: str) -> Path:
     path = SHORTHAND_DIR / f"{architecture}.yml"
     if not path.is_file():
         have = ", ".join(sorted(p.stem for p in SHORTHAND_DIR.glob("*.yml") if not p.stem.startswith("_")))
-        raise UserError(f"unknown architecture {architecture}; shorthands: {have}", reason="InvalidSpec")
+        raise UserError(
+            f"unknown architecture {architecture}; shorthands: {have}", reason=Reason.INVALID_SPEC
+        )
     return path
 
 
@@ -63,21 +66,23 @@ def _read_yaml(path: Path, included_by: Path | None) -> dict[str, Any]:
     ppdet()  # registers the YAML tags PaddleDetection configs use (!PiecewiseDecay, ...)
     where = f" (a _BASE_ of {included_by})" if included_by else ""
     if not path.is_file():
-        raise UserError(f"PaddleDetection config {path}{where} not found", reason="DataNotFound")
+        raise UserError(f"PaddleDetection config {path}{where} not found", reason=Reason.DATA_NOT_FOUND)
     try:
         doc = yaml.load(path.read_text(), Loader=yaml.Loader)
     except yaml.YAMLError as e:
         raise UserError(
-            f"PaddleDetection config {path}{where} is not valid YAML: {e}", reason="BadConfig"
+            f"PaddleDetection config {path}{where} is not valid YAML: {e}", reason=Reason.BAD_CONFIG
         ) from e
     except (OSError, UnicodeDecodeError) as e:
         raise UserError(
-            f"PaddleDetection config {path}{where} cannot be read: {e}", reason="BadConfig"
+            f"PaddleDetection config {path}{where} cannot be read: {e}", reason=Reason.BAD_CONFIG
         ) from e
     if doc is None:
         return {}
     if not isinstance(doc, dict):
-        raise UserError(f"PaddleDetection config {path}{where} is not a YAML mapping", reason="BadConfig")
+        raise UserError(
+            f"PaddleDetection config {path}{where} is not a YAML mapping", reason=Reason.BAD_CONFIG
+        )
     return doc
 
 
@@ -96,13 +101,17 @@ def read_tree(path: Path, _included_by: Path | None = None, _seen: tuple[Path, .
     """The config merged with its _BASE_ files (later bases win over earlier, the file over all)."""
     path = Path(path).resolve()
     if path in _seen:
-        raise UserError(f"PaddleDetection config {path} includes itself through _BASE_", reason="BadConfig")
+        raise UserError(
+            f"PaddleDetection config {path} includes itself through _BASE_", reason=Reason.BAD_CONFIG
+        )
     doc = _read_yaml(path, _included_by)
     bases = doc.pop(BASE_KEY, [])
     if isinstance(bases, str):
         bases = [bases]
     if not isinstance(bases, list):
-        raise UserError(f"PaddleDetection config {path}: _BASE_ must be a list of files", reason="BadConfig")
+        raise UserError(
+            f"PaddleDetection config {path}: _BASE_ must be a list of files", reason=Reason.BAD_CONFIG
+        )
     merged: dict[str, Any] = {}
     for entry in bases:
         base = Path(str(entry)).expanduser()
@@ -111,7 +120,7 @@ def read_tree(path: Path, _included_by: Path | None = None, _seen: tuple[Path, .
             raise UserError(
                 f"PaddleDetection config {path}: _BASE_ entry {entry!r} not found (looked for {base}); "
                 "give the config inside its configs/ tree so its includes resolve",
-                reason="DataNotFound",
+                reason=Reason.DATA_NOT_FOUND,
             )
         merged = _merge(merged, read_tree(base, path, (*_seen, path)))
     return _merge(merged, doc)
@@ -124,20 +133,20 @@ def check_model(cfg: dict[str, Any], path: Path) -> str:
         raise UserError(
             f"PaddleDetection config {path} names no `architecture` (is it a model config? a slim "
             "config goes in strategy or slimConfig)",
-            reason="BadConfig",
+            reason=Reason.BAD_CONFIG,
         )
     if not registered(arch):
         raise UserError(
             f"PaddleDetection config {path}: architecture {arch} is not a class PaddleDetection 2.6 "
             "knows; check the spelling or the PaddleDetection version the config is from",
-            reason="BadConfig",
+            reason=Reason.BAD_CONFIG,
         )
     for key, value in (cfg.get(arch) or {}).items():
         if isinstance(value, str) and value[:1].isupper() and value not in cfg and not registered(value):
             raise UserError(
                 f"PaddleDetection config {path}: {arch}.{key} is {value}, which PaddleDetection 2.6 does "
                 "not know",
-                reason="BadConfig",
+                reason=Reason.BAD_CONFIG,
             )
     return arch
 
@@ -253,7 +262,7 @@ def fit_config(source: ZooSource) -> tuple[dict[str, Any], list[str]]:
             raise UserError(
                 f"model.width applies to MobileNet backbones; {source.architecture} uses {backbone}: remove "
                 "model.width",
-                reason="InvalidSpec",
+                reason=Reason.INVALID_SPEC,
             )
         cfg.setdefault(backbone, {})["scale"] = float(source.width)
     fit_input_size(cfg, source.input_size)
@@ -272,7 +281,7 @@ def apply_overrides(cfg: dict[str, Any], overrides: dict[str, Any], path: Path) 
         if name not in READERS and not registered(name):
             raise UserError(
                 f"slimConfig: {name} is not a module PaddleDetection 2.6 registers; check the spelling",
-                reason="InvalidSpec",
+                reason=Reason.INVALID_SPEC,
             )
         if name not in cfg and not _names_module(cfg, name):
             notes.append(f"slimConfig: {name} is not a module of {path.name}; merged but unused")
@@ -300,3 +309,17 @@ def download_fields(path: Path) -> dict[str, str]:
     """Config keys that ask PaddleDetection to download weights ({key: url})."""
     cfg = read_tree(path)
     return {k: str(cfg[k]) for k in WEIGHT_URL_KEYS if isinstance(cfg.get(k), str) and "://" in str(cfg[k])}
+
+
+def refuse_downloads(urls: dict[str, str], config: str, fix: str) -> None:
+    """A user error when the config (`config` names it) asks to download weights (`urls`, from
+    `download_fields`): the runner downloads nothing at run time. `fix` says what to do instead;
+    {key} in it is the config key."""
+    if not urls:
+        return
+    key, url = next(iter(urls.items()))
+    raise UserError(
+        f"{config} asks to download {key} from {url}; the runner downloads nothing at run time: "
+        + fix.format(key=key),
+        reason=Reason.BAD_CONFIG,
+    )

@@ -14,6 +14,7 @@ from typing import Any
 
 import paddle
 import yaml
+from kslim_api.contract import Reason
 from paddle import nn
 from paddle.static import InputSpec
 
@@ -43,7 +44,7 @@ def _check_exportable(arch: str) -> None:
     if not any(name in arch for name in TRT_MIN_SUBGRAPH) and arch not in ("PPYOLOEWithAuxHead",):
         raise UserError(
             f"PaddleDetection 2.6 cannot export architecture {arch} (no infer_cfg.yml description)",
-            reason="BadConfig",
+            reason=Reason.BAD_CONFIG,
         )
 
 

@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 import paddle
+from kslim_api.contract import Reason
 
 from kslim_runner.data.coco import CocoIndex
 from kslim_runner.data.loader import ResumableBatchSampler
@@ -64,7 +65,7 @@ def coco_dataset(index: CocoIndex, fields: list[str]) -> Any:
         raise UserError(
             f"{index.annotations}: no training image has a non-crowd box; PaddleDetection models train "
             "on annotated images",
-            reason="DataNotFound",
+            reason=Reason.DATA_NOT_FOUND,
         )
     return ds
 
