@@ -21,7 +21,7 @@ help: ## Show this help.
 ##@ Quick start
 
 .PHONY: quickstart-weights
-quickstart-weights: venv ## Retrain the quick start's starting weights (kslim://pretrained/..., ~1 h on 2 cores).
+quickstart-weights: venv ## Retrain the quick start's starting weights (kslim://pretrained/..., ~40 min on 2 cores).
 	$(VENV)/bin/kslim run examples/quickstart-pretrain.yaml --output .kslim/quickstart-pretrain
 	$(PY) hack/install_pretrained.py .kslim/quickstart-pretrain/stages/baseline/model.pdparams \
 		shapes-yolov3-mobilenet-v1-x0.25

@@ -6,11 +6,16 @@
 Uploads --mb MB of random bytes (like compressed images) three ways: one object (weights-like), and
 for each --files count a prefix of that many objects. Each round times, side by side, the plain copy
 of the same bytes on the local disk (shutil.copyfile / copytree) and the runner's download of them
-into an empty cache (kslim_runner.storage, the code a job runs); cleanup and a sync happen outside
-the timed part, for both. Printed: the best round of each, the S3 / copy ratio of the bests and of
-each round (the machine is shared), and the CPU seconds the runner and the S3 server spent in the
-best read (on one machine they share the cores). Goal (issue 20): S3 within 2x of the plain copy.
-Needs `make s3server`, and the test tools (tests/support, for the S3 server) on PYTHONPATH.
+into an empty cache (kslim_runner.storage, the code a job runs), after a sync, outside the timed
+part. Before each round the previous round's copies are deleted and the bench waits --settle seconds:
+on ext4 without a journal (the dev VM's) a freed inode counts as recently deleted for a minute and
+the allocator scans past it, which made file creation after a round of deletions up to 3x slower
+at random (and keeping every round's output instead made later rounds slow as memory filled).
+
+Printed: the best round of each side, the S3 / copy ratio of the bests and of the median round,
+each round's times (the machine is shared), and the CPU seconds the runner and the S3 server spent
+in the best read (on one machine they share the cores). Goal (issue 20): S3 within 2x of the plain
+copy. Needs `make s3server`, and the test tools (tests/support, for the S3 server) on PYTHONPATH.
 """
 
 from __future__ import annotations
@@ -53,13 +58,8 @@ def timed(fn: Callable[[], object], pid: int) -> tuple[float, float, float]:
     return t, c1.user - c0.user + c1.system - c0.system, s1 - s0
 
 
-def fresh(*paths: Path) -> None:
-    """Removes earlier outputs and writes dirty pages back, so neither side pays for the other."""
-    for p in paths:
-        if p.is_dir():
-            shutil.rmtree(p)
-        else:
-            p.unlink(missing_ok=True)
+def settled() -> None:
+    """Writes dirty pages back, so that neither side pays for the other's writes."""
     os.sync()
 
 
@@ -68,6 +68,7 @@ def main() -> int:
     ap.add_argument("--mb", type=int, default=300)
     ap.add_argument("--files", default="300,3000", help="object counts of the folder cases")
     ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--settle", type=float, default=65, help="seconds to wait after deleting a round")
     args = ap.parse_args()
     counts = [int(n) for n in args.files.split(",") if n]
     load_before = os.getloadavg()
@@ -93,18 +94,22 @@ def main() -> int:
             for n in counts:
                 s3.upload_tree(work / "src" / f"set{n}", "bench", f"set{n}")
             os.environ.update(s3.env())
-            os.environ["KSLIM_CACHE_DIR"] = str(work / "cache")
             settings = S3Settings(endpoint=s3.endpoint, path_style=True)
             pid = s3.proc.pid if s3.proc else 0
             copies: dict[str, list[float]] = {label: [] for label, _, _ in cases}
             reads: dict[str, list[tuple[float, float, float]]] = {label: [] for label, _, _ in cases}
             for _ in range(args.rounds):
-                for label, src, uri in cases:
-                    dest = work / "copy"
-                    fresh(dest)
+                shutil.rmtree(work / "out", ignore_errors=True)
+                settled()
+                time.sleep(args.settle)
+                for i, (label, src, uri) in enumerate(cases):
+                    out = work / "out" / str(i)
                     copy = shutil.copytree if src.is_dir() else shutil.copyfile
-                    copies[label].append(timed(lambda: copy(src, dest), pid)[0])  # noqa: B023
-                    fresh(dest, work / "cache")
+                    out.mkdir(parents=True)
+                    settled()
+                    copies[label].append(timed(lambda: copy(src, out / "copy"), pid)[0])  # noqa: B023
+                    os.environ["KSLIM_CACHE_DIR"] = str(out / "cache")
+                    settled()
                     reads[label].append(timed(lambda: S3Fetcher(settings).fetch(uri, "bench"), pid))  # noqa: B023
         report(args, cases, copies, reads, load_before)
     finally:
@@ -127,17 +132,18 @@ def report(
         f"{load[1]} after; best of {args.rounds} rounds"
     )
     print(
-        "| data | plain copy s | S3 read s | S3 MB/s | S3 / copy (best) | S3 / copy, each round "
-        "| runner CPU s | S3 server CPU s |"
+        "| data | plain copy s | S3 read s | S3 MB/s | S3 / copy (bests) | S3 / copy (median round) "
+        "| each round: S3 s / copy s | runner CPU s | S3 server CPU s |"
     )
-    print("| :-- | --: | --: | --: | --: | :-- | --: | --: |")
+    print("| :-- | --: | --: | --: | --: | --: | :-- | --: | --: |")
     for label, _, _ in cases:
         c, r = copies[label], reads[label]
         b = min(r)
-        ratios = ", ".join(f"{x[0] / y:.2f}" for x, y in zip(r, c, strict=True))
+        ratios = sorted(x[0] / y for x, y in zip(r, c, strict=True))
+        rounds = ", ".join(f"{x[0]:.2f}/{y:.2f}" for x, y in zip(r, c, strict=True))
         print(
-            f"| {label} | {min(c):.2f} | {b[0]:.2f} | {args.mb / b[0]:.0f} | {b[0] / min(c):.2f}x | {ratios} "
-            f"| {b[1]:.2f} | {b[2]:.2f} |"
+            f"| {label} | {min(c):.2f} | {b[0]:.2f} | {args.mb / b[0]:.0f} | {b[0] / min(c):.2f}x "
+            f"| {ratios[len(ratios) // 2]:.2f}x | {rounds} | {b[1]:.2f} | {b[2]:.2f} |"
         )
 
 

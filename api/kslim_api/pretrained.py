@@ -38,7 +38,7 @@ SHAPES_YOLOV3_MBV1_X025 = Pretrained(
     architecture="yolov3_mobilenet_v1",
     width="0.25",
     num_classes=3,
-    sha256="de7845f93dbb146b4cc737eb3c1fcaf52a5fb8d6a182c7d3445c7be0ee384b05",
+    sha256="1bc3273fdf808850850ce7812a18fec34e6136d4e167667a9c609a7e4949446b",
     trained_on="kslim synthetic shapes at 160 px: 3 classes, 1-4 objects of 20-50% of the side, no clutter "
     "(examples/quickstart-pretrain.yaml)",
 )

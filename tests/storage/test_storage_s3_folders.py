@@ -188,6 +188,25 @@ def test_wrong_credentials_for_a_prefix_name_the_bucket(
     assert e.value.reason == "StorageAccessDenied" and PREFIX not in str(e.value)
 
 
+def test_an_empty_key_segment_stays_inside_the_folder(
+    s3: S3Server, download_cache: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    f = fetcher(s3)
+    # AWS allows `set//x.jpg` (MinIO does not): its local path must not become absolute.
+    with_listing(monkeypatch, f, lambda _: [Object(BUCKET, PREFIX + "/x.jpg", etag="e", size=1)])
+    written: list[Path] = []
+
+    def get(self: Getter, bucket: str, key: str, dest: Path, **kw: Any) -> tuple[int, str | None]:
+        written.append(dest)
+        dest.write_bytes(b"x")
+        return 1, None
+
+    monkeypatch.setattr(Getter, "get", get)
+    folder = f.fetch(f"s3://{BUCKET}/{PREFIX}", "x")
+    assert len(written) == 1 and written[0].is_relative_to(download_cache)
+    assert files_in(folder) == {"x.jpg": b"x"}
+
+
 def test_two_fetches_of_one_folder_download_it_once(
     s3: S3Server, objects: dict[str, bytes], monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -1,10 +1,11 @@
 """Object GETs for downloads: a presigned URL fetched over a connection each worker thread keeps.
 
-Why not minio's get_object: it costs about a millisecond of client CPU per request (urllib3's pool,
-retry and header objects), as much as the S3 server's own work for a 100 kB image. minio still
-decides the URL (region, path or virtual-host style, session token) and signs it, locally; the GET
-itself is one http.client request on a kept-alive connection, streamed into the file through one
-reused buffer. Answers other than 200 become the exceptions `s3.storage_error` maps, as minio's do.
+Why not minio's get_object: its request machinery (urllib3's pool, retry and header objects) costs
+about 0.3 ms of CPU per request more than this (0.9 vs 0.6 ms per 100 kB object written to disk,
+docs/BENCHMARKS.md), on the order of MinIO's own work per GET. minio still decides the URL (region,
+path or virtual-host style, session token) and signs it, locally; the GET itself is one http.client
+request on a kept-alive connection, streamed into the file through one reused buffer. Answers other
+than 200 become the exceptions `s3.storage_error` maps, as minio's do.
 """
 
 from __future__ import annotations
