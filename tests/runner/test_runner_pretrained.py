@@ -73,3 +73,15 @@ def test_weights_for_another_model_are_refused_with_what_they_fit(tmp_path: Path
     (tmp_path / "job.yaml").write_text(job)
     with pytest.raises(InvalidJobError, match=r"width 0\.25 numClasses 3"):
         load_job(tmp_path / "job.yaml")
+
+
+def test_the_package_data_globs_ship_every_registry_file() -> None:
+    """A runner image installs kslim from its wheel (Dockerfile): a file its package-data globs miss
+    would be absent there, while an editable install still finds it."""
+    import fnmatch
+    import tomllib
+
+    globs = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"]
+    for entry in ENTRIES:
+        rel = f"pretrained/{entry.filename}"
+        assert any(fnmatch.fnmatch(rel, g) for g in globs["kslim_runner"]), rel
