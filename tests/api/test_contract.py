@@ -284,8 +284,17 @@ BAD_PROGRESS = {
     "another-kind": ('{"kslim": "hello", "stage": "qat"}', "not a"),
     "trailing-junk": ('{"kslim": "progress", "stage": "qat"} extra', "not JSON"),
     "unknown-stage": ('{"kslim": "progress", "stage": "dance"}', "unknown stage"),
-    "deep": ('{"kslim": "progress", "x": ' + "[" * 490 + "]" * 490 + "}", "unknown stage"),
+    "deep": ('{"kslim": "progress", "x": ' + "[" * 490 + "]" * 490 + "}", "nested too deep"),
 }
+
+
+@pytest.fixture(autouse=True)
+def _fresh_log_once() -> None:
+    """Each distinct rejection is logged once per process: a test must not miss its warning because
+    another test logged the same text first."""
+    from kslim_api.contract import reading
+
+    reading._log_once.cache_clear()
 
 
 @pytest.mark.parametrize("case", BAD_PROGRESS)
@@ -348,3 +357,23 @@ def test_a_field_of_the_wrong_type_is_dropped_not_trusted() -> None:
     report = parse_termination_message(text)
     assert report is not None and report.structured
     assert (report.reason, report.stage, report.baseline, report.artifacts) == (None, None, None, {})
+
+
+@pytest.mark.parametrize("limit", [1000, 100_000])
+def test_deep_nesting_is_refused_whatever_the_recursion_limit(limit: int, caplog) -> None:
+    """Libraries imported into the operator may raise the recursion limit; the rule must not move."""
+    import sys
+
+    old = sys.getrecursionlimit()
+    sys.setrecursionlimit(limit)
+    try:
+        with caplog.at_level(logging.WARNING, logger="kslim_api.contract"):
+            assert not parse_termination_message("[" * 2000 + "]" * 2000).structured
+            assert parse_progress_line('{"kslim": "progress", "x": ' + "[" * 100 + "]" * 100 + "}") is None
+    finally:
+        sys.setrecursionlimit(old)
+    assert sum("nested too deep" in r.getMessage() for r in caplog.records) == 2
+    # strings may hold brackets: they are not nesting
+    assert (
+        parse_progress_line('{"kslim": "progress", "stage": "qat", "note": "' + "[" * 100 + '"}') is not None
+    )

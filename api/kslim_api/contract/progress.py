@@ -8,7 +8,7 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-from kslim_api.contract.reading import loads, reject
+from kslim_api.contract.reading import TooDeep, loads, reject
 from kslim_api.contract.states import STAGES
 
 KIND = "progress"
@@ -97,7 +97,7 @@ def parse_progress_line(line: str) -> ProgressLine | None:
         return None
     try:
         data = loads(line)
-    except RecursionError:
+    except TooDeep:
         reject(WHAT, "nested too deep", line)
         return None
     except ValueError:

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from kslim_api.contract.exits import Outcome
-from kslim_api.contract.reading import loads, reject
+from kslim_api.contract.reading import TooDeep, loads, reject
 
 #: Kubernetes keeps at most this many bytes of a container's termination message.
 LIMIT = 4096
@@ -110,7 +110,7 @@ def parse_termination_message(text: str | None) -> TerminationMessage | None:
         return _raw(raw)
     try:
         data = loads(text)
-    except RecursionError:
+    except TooDeep:
         reject(WHAT, "nested too deep", raw)
         return _raw(raw)
     except ValueError:
