@@ -42,6 +42,13 @@ def _build_parser() -> argparse.ArgumentParser:
     p.add_argument("--size", type=int, default=160, help="image side, pixels")
     p.add_argument("--classes", type=int, default=3, help="number of shape classes")
     p.add_argument("--seed", type=int, default=0, help="random seed")
+    p.add_argument("--max-objects", type=int, default=6, help="at most this many objects per image")
+    p.add_argument(
+        "--object-side",
+        default="0.1,0.5",
+        help="smallest,largest object side as shares of the image side (the quick start's: 0.2,0.5)",
+    )
+    p.add_argument("--no-clutter", action="store_true", help="no distractor lines, arcs and specks")
     return parser
 
 
@@ -61,7 +68,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         from kslim_runner.data.synth import synth_command
 
         return synth_command(
-            out=args.out, images=args.images, size=args.size, classes=args.classes, seed=args.seed
+            out=args.out,
+            images=args.images,
+            size=args.size,
+            classes=args.classes,
+            seed=args.seed,
+            max_objects=args.max_objects,
+            object_side=args.object_side,
+            clutter=not args.no_clutter,
         )
     raise AssertionError(f"unhandled command {args.command}")
 

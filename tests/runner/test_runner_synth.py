@@ -112,3 +112,18 @@ def test_a_dataset_is_reused_only_when_generated_with_the_same_settings(tmp_path
     assert not generated_with(tmp_path / "missing.json", cfg, split="train")
     ann.write_text("{truncated")
     assert not generated_with(ann, cfg, split="train")
+
+
+def test_kslim_data_synth_takes_the_quick_starts_settings_and_refuses_bad_ones(tmp_path: Path) -> None:
+    from kslim_runner.data.synth import generated_with
+
+    args = ["data", "synth", "--out", str(tmp_path / "qs"), "--images", "3", "--size", "64"]
+    quick = ["--max-objects", "4", "--object-side", "0.2,0.5", "--no-clutter"]
+    assert main([*args, *quick]) == 0
+    cfg = SynthConfig(images=3, size=64, classes=3, max_objects=4, object_scale=(0.2, 0.5), clutter=False)
+    assert generated_with(tmp_path / "qs" / "annotations.json", cfg)
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err):
+        assert main([*args, "--object-side", "0.6,0.2"]) == 2
+        assert main([*args, "--object-side", "big"]) == 2
+    assert "--object-side" in err.getvalue() and "0.2,0.5" in err.getvalue()

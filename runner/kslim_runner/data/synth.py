@@ -232,18 +232,53 @@ def generate(out: Path, cfg: SynthConfig, *, split: str | None = None) -> Path:
     return out / "annotations.json"
 
 
-def synth_command(out: str, images: int, size: int, classes: int, seed: int) -> int:
+def _object_side(text: str) -> tuple[float, float] | None:
+    try:
+        lo, hi = (float(v) for v in text.split(","))
+    except ValueError:
+        return None
+    return (lo, hi) if 0 < lo <= hi <= 1 else None
+
+
+def synth_command(
+    out: str,
+    images: int,
+    size: int,
+    classes: int,
+    seed: int,
+    *,
+    max_objects: int = 6,
+    object_side: str = "0.1,0.5",
+    clutter: bool = True,
+) -> int:
     """`kslim data synth`: write a synthetic COCO dataset to `out`."""
     if not 1 <= classes <= len(SHAPES):
         print(
             f"kslim: error: --classes must be 1..{len(SHAPES)} (shapes: {', '.join(SHAPES)})", file=sys.stderr
         )
         return EXIT_USER
-    if images < 1 or size < 32:
-        print("kslim: error: --images must be >= 1 and --size >= 32", file=sys.stderr)
+    if images < 1 or size < 32 or max_objects < 1:
+        print("kslim: error: --images and --max-objects must be >= 1 and --size >= 32", file=sys.stderr)
         return EXIT_USER
+    scale = _object_side(object_side)
+    if scale is None:
+        print(
+            f"kslim: error: --object-side {object_side!r} must be two shares MIN,MAX with "
+            "0 < MIN <= MAX <= 1, e.g. 0.2,0.5",
+            file=sys.stderr,
+        )
+        return EXIT_USER
+    cfg = SynthConfig(
+        images=images,
+        size=size,
+        classes=classes,
+        seed=seed,
+        max_objects=max_objects,
+        object_scale=scale,
+        clutter=clutter,
+    )
     try:
-        ann = generate(Path(out), SynthConfig(images=images, size=size, classes=classes, seed=seed))
+        ann = generate(Path(out), cfg)
     except OSError as e:
         print(
             f"kslim: error: cannot write {out}: {e.strerror or e}; choose a writable --out", file=sys.stderr
