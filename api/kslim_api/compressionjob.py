@@ -177,6 +177,23 @@ DATA_PARALLEL_GPUS = Rule(
 )
 
 
+_MULTI_NODE = "has(self.resources) && has(self.resources.workers) && self.resources.workers > 1"
+MULTI_NODE_TRAINS = Rule(
+    rule=f"!({_MULTI_NODE}) || has(self.slimConfig) || "
+    "(has(self.model.architecture) && !has(self.model.weights)) || "
+    "(has(self.strategy) && self.strategy.exists(s, !has(s.ptq)))",
+    message="resources.workers > 1 spreads training across pods, and this job trains nothing (ptq only, or "
+    "no strategy step with weights given): set resources.workers to 1",
+    field_path=".resources.workers",
+    check=lambda m: (
+        m.resources.workers <= 1
+        or m.slim_config is not None
+        or _trains_baseline(m)
+        or any(s != "ptq" for s in _steps_or_none(m) or [])
+    ),
+)
+
+
 class CompressionJobSpec(Spec):
     """Desired state of a CompressionJob: what to compress, how, and how to measure it."""
 
@@ -224,6 +241,7 @@ class CompressionJobSpec(Spec):
         DATA_PARALLEL_GPUS,
         PPDET_DISTILL_STUDENT,
         SPARSIFY_LAST,
+        MULTI_NODE_TRAINS,
     )
 
     @field_validator("slim_config")
@@ -267,6 +285,11 @@ class CompressionJobSpec(Spec):
             problems.append(
                 f"slimConfig {conv.weights_key} ({conv.weights}) and model.weights.uri "
                 f"({self.model.weights.uri}) disagree: remove one"
+            )
+        trains_baseline = _trains_baseline(self) and conv.weights is None
+        if self.resources.workers > 1 and all(m == "ptq" for m in methods) and not trains_baseline:
+            problems.append(
+                f"slimConfig is slim: {conv.slim}, which trains nothing: " + MULTI_NODE_TRAINS.message
             )
         if _ppdet_distill_without_config(self.model, conv.steps):
             problems.append(f"slimConfig is slim: {conv.slim}, but " + PPDET_DISTILL_STUDENT.message)

@@ -1103,11 +1103,19 @@ class StorageSpec(Spec):
     """The S3 endpoint and credentials every s3:// URI of the job uses."""
 
 
+#: The most pods a multi-node job may ask for.
+MAX_WORKERS = 32
+
+
 class ResourcesSpec(Spec):
     """Pod resources of the runner."""
 
     gpus: int = Field(default=1, ge=0, le=16)
     """nvidia.com/gpu per pod (0 = CPU only)."""
+    workers: int = Field(default=1, ge=1, le=MAX_WORKERS)
+    """Pods (nodes) the training runs across, each with these gpus, cpu and memory. Above 1 the job
+    runs as a Kubeflow PaddleJob (training-operator v1.8, installed in the cluster and enabled in
+    kslim's chart: multiNode.enabled); worker 0 evaluates, exports, benchmarks and reports."""
     cpu: Quantity = "4"
     """CPU request (and limit)."""
     memory: Quantity = "16Gi"

@@ -440,6 +440,11 @@ BAD_SPECS: list[BadSpec] = [
         sets(spec__resources__gpus=2, spec__train__dataParallel=4),
         "spec.train.dataParallel",
     ),
+    BadSpec(
+        "multi-node-that-trains-nothing",
+        sets(spec__resources__workers=2, spec__strategy=PTQ),
+        "spec.resources.workers",
+    ),
     BadSpec("name-too-long", sets(metadata__name="x" * 64), "metadata.name"),
     # distillation kinds (PaddleDetection's implementation)
     BadSpec(
@@ -636,6 +641,8 @@ GOOD_SPECS: list[GoodSpec] = [
     GoodSpec("per-parameter-ratios", sets(spec__strategy=[{"prune": {"ratios": {"conv2d_27.w_0": ".25"}}}])),
     GoodSpec("cpu-data-parallel", sets(spec__resources__gpus=0, spec__train__dataParallel=2)),
     GoodSpec("one-process-per-gpu", sets(spec__resources__gpus=4, spec__train__dataParallel=4)),
+    GoodSpec("multi-node", sets(spec__resources__workers=4, spec__resources__gpus=8)),
+    GoodSpec("multi-node-qat", sets(spec__resources__workers=2, spec__strategy=[{"qat": {}}])),
     GoodSpec(
         "gpu-with-tensorrt",
         sets(spec__resources__gpus=1, spec__benchmark={"device": "auto", "tensorrt": True}),

@@ -40,6 +40,7 @@ FIELD_MUTATIONS: dict[str, dict[str, Any]] = {
     "spec.benchmark.iterations": {"low": 0, "high": 100_001},
     "spec.benchmark.threads": {"low": 0, "high": 257},
     "spec.resources.gpus": {**_INT, "low": -1, "high": 17},
+    "spec.resources.workers": {**_INT, "low": 0, "high": 33},
     "spec.runPolicy.backoffLimit": {"string": "2", "high": 101},
     "spec.runPolicy.activeDeadlineSeconds": {"string": "60", "low": 0},
     "spec.runPolicy.ttlSecondsAfterFinished": {"string": "60", "low": -1},

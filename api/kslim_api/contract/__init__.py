@@ -6,6 +6,7 @@ reads it, `kslim validate` and bench/ use it, and nothing else defines these fac
 - ``progress``     the progress line (render and parse)
 - ``termination``  the termination message (render and parse)
 - ``uris``         URI schemes, pvc:// parsing, the rules on URIs and redaction
+- ``nodes``        multi-node jobs: the PaddleJob's names, ports and the workers' environment
 - ``pod``          the runner's command, mount paths and environment variables
 - ``reading``      what the parsers share: JSON as status stores it, logged rejections
 
@@ -24,6 +25,24 @@ from kslim_api.contract.exits import (
     Outcome,
     Reason,
     reason_for_exit_code,
+)
+from kslim_api.contract.nodes import (
+    HANDOVER_PORT,
+    HANDOVER_PORT_NAME,
+    HANDOVER_TOKEN_ENV,
+    HANDOVER_TOKEN_KEY,
+    MASTER_PORT,
+    MASTER_PORT_NAME,
+    NODE_RANK_ENV,
+    NODES_ENV,
+    PADDLE_CONTAINER_NAME,
+    PADDLE_MASTER_ENV,
+    PADDLEJOB_GROUP,
+    PADDLEJOB_KIND,
+    PADDLEJOB_PLURAL,
+    PADDLEJOB_VERSION,
+    REPLICA_INDEX_LABEL,
+    WORKER_REPLICA,
 )
 from kslim_api.contract.pod import (
     ALLOW_PRIVATE_URLS_ENV,
@@ -84,20 +103,35 @@ __all__ = [
     "EXIT_QUALITY_GATE",
     "EXIT_USER",
     "FILE_SCHEME",
+    "HANDOVER_PORT",
+    "HANDOVER_PORT_NAME",
+    "HANDOVER_TOKEN_ENV",
+    "HANDOVER_TOKEN_KEY",
     "HTTP_SCHEMES",
     "JOB_FILE",
     "JOB_NAMESPACE_ENV",
     "JOB_NAME_ENV",
+    "MASTER_PORT",
+    "MASTER_PORT_NAME",
+    "NODES_ENV",
+    "NODE_RANK_ENV",
     "NO_RETRY_EXIT_CODES",
     "NO_TQDM_ENV",
     "OUTPUT_DIR",
     "OUTPUT_URI_ENV",
     "OWNED_ENV_PREFIX",
     "OWNED_MOUNT_PATHS",
+    "PADDLEJOB_GROUP",
+    "PADDLEJOB_KIND",
+    "PADDLEJOB_PLURAL",
+    "PADDLEJOB_VERSION",
+    "PADDLE_CONTAINER_NAME",
+    "PADDLE_MASTER_ENV",
     "PVC_ROOT",
     "PVC_ROOT_ENV",
     "PVC_SCHEME",
     "REMOTE_SCHEMES",
+    "REPLICA_INDEX_LABEL",
     "RUNNER_COMMAND",
     "RUNNER_ERROR",
     "RUNTIME_ENV",
@@ -111,6 +145,7 @@ __all__ = [
     "URI_PATTERN",
     "USERINFO_CEL",
     "USERINFO_MESSAGE",
+    "WORKER_REPLICA",
     "ConditionType",
     "Outcome",
     "Phase",
