@@ -18,6 +18,7 @@ from kslim_api.slimconfig import SlimConversion, convert_slim_config, slim_locat
 from kslim_api.status import CompressionJobStatus
 from kslim_api.v1alpha1 import (
     MAX_NAME_LENGTH,
+    MAX_WORKERS,
     PPDET_DISTILL_LOSSES,
     BenchmarkSpec,
     DatasetSpec,
@@ -372,6 +373,18 @@ NAME_RULE = Rule(
 )
 
 
+#: `<name>-worker-<index>` names a multi-node job's pods and their Services (DNS labels).
+_WORKER_SUFFIX = len(f"-worker-{MAX_WORKERS - 1}")
+MAX_MULTI_NODE_NAME_LENGTH = MAX_NAME_LENGTH - _WORKER_SUFFIX
+MULTI_NODE_NAME = Rule(
+    rule="!has(self.metadata.name) || !has(self.spec.resources) || !has(self.spec.resources.workers) || "
+    f"self.spec.resources.workers <= 1 || self.metadata.name.size() <= {MAX_MULTI_NODE_NAME_LENGTH}",
+    message=f"metadata.name: at most {MAX_MULTI_NODE_NAME_LENGTH} characters when resources.workers > 1 "
+    f"(each worker's pod and Service is <name>-worker-<index>: a DNS label, {MAX_NAME_LENGTH} at most)",
+    check=lambda job: job.spec.resources.workers <= 1 or len(job.metadata.name) <= MAX_MULTI_NODE_NAME_LENGTH,
+)
+
+
 def _re_full(pattern: str, value: str) -> bool:
     import re
 
@@ -387,6 +400,12 @@ class CompressionJob(BaseModel):
     metadata: ObjectMeta = Field(default_factory=ObjectMeta)
     spec: CompressionJobSpec
     status: CompressionJobStatus | None = None
+
+    @model_validator(mode="after")
+    def _multi_node_name_fits(self) -> CompressionJob:
+        if not MULTI_NODE_NAME.check(self):
+            raise RuleViolation([MULTI_NODE_NAME], field_path=".metadata.name")
+        return self
 
 
 # --- immutability once started ------------------------------------------------------------------------

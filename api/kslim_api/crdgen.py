@@ -164,7 +164,7 @@ def openapi_schema() -> dict[str, Any]:
     spec = _subtree(job.CompressionJobSpec, "spec", in_spec=True)
     spec[CEL_KEY] = [*spec.get(CEL_KEY, []), job.OUTPUT_REQUIRED.to_schema()]
     status = _subtree(CompressionJobStatus, "status", in_spec=False)
-    rules = [job.NAME_RULE, *job.immutable_rules()]
+    rules = [job.NAME_RULE, job.MULTI_NODE_NAME, *job.immutable_rules()]
     return {
         "description": "CompressionJob compresses a PaddlePaddle detection model (prune, QAT, PTQ, distill) "
         "and reports COCO box AP, size and latency of the result next to the baseline.",

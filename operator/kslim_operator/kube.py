@@ -19,7 +19,7 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 import urllib3
-from kslim_api.contract import CONTAINER_NAME
+from kslim_api.contract import PADDLEJOB_GROUP, PADDLEJOB_PLURAL, PADDLEJOB_VERSION
 from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 
@@ -148,6 +148,71 @@ class Kube:
         except Conflict:
             return await self._json(Priority.START, self.batch.read_namespaced_job, name, ns)
 
+    async def create_secret(self, body: dict[str, Any]) -> None:
+        """Create; an existing one (a previous pass or a previous operator) is kept: it is immutable,
+        and pods may already read it."""
+        with contextlib.suppress(Conflict):
+            await self._raw(
+                Priority.START, self.core.create_namespaced_secret, body["metadata"]["namespace"], body
+            )
+
+    async def create_paddlejob(self, body: dict[str, Any]) -> dict[str, Any]:
+        """Create the PaddleJob, or return the existing one of that name (never a second one).
+        NotFound: the cluster has no PaddleJob CRD (training-operator is not installed)."""
+        ns, name = body["metadata"]["namespace"], body["metadata"]["name"]
+        try:
+            return await self._json(
+                Priority.START,
+                self.custom.create_namespaced_custom_object,
+                PADDLEJOB_GROUP,
+                PADDLEJOB_VERSION,
+                ns,
+                PADDLEJOB_PLURAL,
+                body,
+            )
+        except Conflict:
+            return await self.read_paddlejob(ns, name)
+
+    async def read_paddlejob(self, namespace: str, name: str) -> dict[str, Any]:
+        return await self._json(
+            Priority.START,
+            self.custom.get_namespaced_custom_object,
+            PADDLEJOB_GROUP,
+            PADDLEJOB_VERSION,
+            namespace,
+            PADDLEJOB_PLURAL,
+            name,
+        )
+
+    async def set_paddlejob_suspend(self, namespace: str, name: str, suspend: bool) -> dict[str, Any]:
+        return await self._json(
+            Priority.START,
+            functools.partial(
+                self.custom.patch_namespaced_custom_object,
+                PADDLEJOB_GROUP,
+                PADDLEJOB_VERSION,
+                namespace,
+                PADDLEJOB_PLURAL,
+                name,
+                {"spec": {"runPolicy": {"suspend": suspend}}},
+            ),
+        )
+
+    async def delete_paddlejob(self, namespace: str, name: str) -> None:
+        with contextlib.suppress(NotFound):
+            await self._raw(
+                Priority.WRITE,
+                functools.partial(
+                    self.custom.delete_namespaced_custom_object,
+                    PADDLEJOB_GROUP,
+                    PADDLEJOB_VERSION,
+                    namespace,
+                    PADDLEJOB_PLURAL,
+                    name,
+                    propagation_policy="Background",
+                ),
+            )
+
     async def set_job_suspend(self, namespace: str, name: str, suspend: bool) -> dict[str, Any]:
         patched = await self._call(
             Priority.START, self.batch.patch_namespaced_job, name, namespace, {"spec": {"suspend": suspend}}
@@ -177,14 +242,16 @@ class Kube:
         )
         return dict(result)  # type: ignore[call-overload]
 
-    async def pod_log_tail(self, namespace: str, pod: str, lines: int, limit_bytes: int) -> str:
+    async def pod_log_tail(
+        self, namespace: str, pod: str, lines: int, limit_bytes: int, container: str
+    ) -> str:
         # Raw bytes: the client would json-decode a log that happens to be one JSON line.
         data = await self._raw(
             Priority.READ,
             self.core.read_namespaced_pod_log,
             pod,
             namespace,
-            container=CONTAINER_NAME,
+            container=container,
             tail_lines=lines,
             limit_bytes=limit_bytes,
         )

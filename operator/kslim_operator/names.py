@@ -47,6 +47,11 @@ def configmap_name(cj_name: str) -> str:
     return f"{cj_name}-job"
 
 
+def handover_secret_name(cj_name: str) -> str:
+    """The Secret holding a multi-node job's hand-over token."""
+    return f"{cj_name}-handover"
+
+
 def child_labels(cj_name: str) -> dict[str, str]:
     """Labels on every child object (ConfigMap, Job, pods)."""
     return {

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 from kslim_api.contract import (
     NO_RETRY_EXIT_CODES,
+    PADDLEJOB_KIND,
     RUNNER_ERROR,
     Outcome,
     Phase,
@@ -99,8 +100,24 @@ def failure_reason(pod: PodView | None, report: TerminationMessage | None) -> st
 
 def count_attempts(job: JobView, pods: list[PodView]) -> int:
     """Pods started so far: the Job's counters, or the pods seen if the counters lag (a failing pod
-    is counted by the Job only once its tracking finalizer is gone)."""
+    is counted by the Job only once its tracking finalizer is gone). A multi-node job is one
+    attempt (its PaddleJob does not retry)."""
+    if job.kind == PADDLEJOB_KIND:
+        return 1
     return max(job.attempts, len([p for p in pods if p.terminated or not p.deleting]))
+
+
+def _first_failure(failed: list[PodView]) -> PodView | None:
+    """The failed pod that explains the outcome: the leader's when it stopped on purpose (a user
+    error, the quality gate, the device: its report says why), else the worker that failed first
+    (the others then lose their peer), else the newest."""
+    deliberate = [p for p in failed if p.leader and p.exit_code in NO_RETRY_EXIT_CODES]
+    if deliberate:
+        return _newest(deliberate)
+    timed = [p for p in failed if p.finished_at]
+    if len(timed) > 1:
+        return min(timed, key=lambda p: (p.finished_at or "", p.name))
+    return _newest(failed)
 
 
 def _failed_pods(pods: list[PodView]) -> list[PodView]:
@@ -110,7 +127,7 @@ def _failed_pods(pods: list[PodView]) -> list[PodView]:
 def observe_failed_job(job: JobView, pods: list[PodView], req: JobRequest) -> Observation:
     cond = job.failed_condition
     assert cond is not None
-    last = _newest(_failed_pods(pods))
+    last = _first_failure(_failed_pods(pods))
     report = parse_termination_message(last.termination_message) if last else None
     last_failure = describe_pod_failure(last, req) if last else None
     attempts = count_attempts(job, pods)
@@ -164,7 +181,7 @@ def observe_final_pod_failure(
 
 
 def observe_complete_job(job: JobView, pods: list[PodView]) -> Observation:
-    done = [p for p in pods if p.exit_code == 0 or p.phase == "Succeeded"]
+    done = [p for p in pods if (p.exit_code == 0 or p.phase == "Succeeded") and p.leader]
     pod = _newest(done)
     report = parse_termination_message(pod.termination_message) if pod else None
     message = (
@@ -286,9 +303,10 @@ def observe(
     # The pod decides before the Job says so (the Job controller batches pod updates for about a
     # second): with one completion, a pod that exited 0 completes the Job, and an exit code the
     # podFailurePolicy maps to FailJob fails it.
-    if any(p.exit_code == 0 and p.phase == "Succeeded" for p in pods):
+    # (A multi-node job's followers exit 0 whatever happened: only the leader decides.)
+    if job.kind == "Job" and any(p.exit_code == 0 and p.phase == "Succeeded" for p in pods):
         return observe_complete_job(job, pods)
-    final = [p for p in pods if p.exit_code in NO_RETRY_EXIT_CODES and p.phase == "Failed"]
+    final = [p for p in pods if p.exit_code in NO_RETRY_EXIT_CODES and p.phase == "Failed" and p.leader]
     if final and not job.suspend:
         return observe_final_pod_failure(job, final, pods, req)
     attempts = count_attempts(job, pods)
@@ -320,7 +338,10 @@ def observe(
             )
         return Observation(Phase.PENDING, "Starting", "starting the Job", attempts=attempts)
     live = [p for p in pods if not p.terminated and not p.deleting]
-    pod = _newest(live)
+    # a worker that cannot start holds every other one up: it is the one to show
+    pod = (
+        _newest([p for p in live if not p.running]) or _newest([p for p in live if p.leader]) or _newest(live)
+    )
     if pod is not None:
         obs = observe_pod(
             pod,
@@ -331,6 +352,15 @@ def observe(
             attempts=max(attempts, 1),
         )
         return dataclasses.replace(obs, last_failure=last_failure)
+    if job.kind == PADDLEJOB_KIND and failed:
+        return Observation(  # for a moment: training-operator then fails the PaddleJob (no retries)
+            Phase.RUNNING,
+            "WorkerFailed",
+            f"worker {newest_failed.rank if newest_failed else '?'} failed ({last_failure or 'no detail'}); "
+            "the job ends",
+            attempts=attempts,
+            last_failure=last_failure,
+        )
     if job.failed > 0:
         return Observation(
             Phase.PENDING,

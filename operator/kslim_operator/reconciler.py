@@ -21,20 +21,20 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from kslim_api.contract import Phase, ProgressLine, Reason, last_progress
+from kslim_api.contract import PADDLEJOB_KIND, Phase, ProgressLine, Reason, last_progress
 
 from kslim_operator import events as ev
 from kslim_operator import names, queue, storage
-from kslim_operator.builders import build_configmap, build_job
+from kslim_operator.builders import build_configmap, build_handover_secret, build_job, build_paddlejob
 from kslim_operator.conditions import ACCEPTED, is_true, now_rfc3339
 from kslim_operator.kube import NotFound, PermanentApiError, TransientError
 from kslim_operator.observe import Observation, observe, parse_time
-from kslim_operator.refusals import POD_CREATE_REASONS, creation_refused, pod_create_failure
+from kslim_operator.refusals import POD_CREATE_REASONS, creation_refused, engine_refused, pod_create_failure
 from kslim_operator.request import InvalidSpec, JobRequest, check_installation, parse_request
 from kslim_operator.settings import Settings
 from kslim_operator.state import OperatorState
 from kslim_operator.status import Inputs, build_status, diff, invalid_spec_status
-from kslim_operator.views import JobView, PodView, job_view
+from kslim_operator.views import JobView, PodView, job_view, paddlejob_view
 
 logger = logging.getLogger(__name__)
 
@@ -149,7 +149,7 @@ class Reconciler:
             wait = await self._write_status(key, current, desired, obs, mem, post)
             return wait
 
-        indexed = self.state.job_of(key)
+        indexed = await self._read_paddlejob(req) if req.multi_node else self.state.job_of(key)
         if indexed is not None and indexed.owner_uid not in ("", req.uid):
             return 1.0  # the Job of a deleted CompressionJob of this name: wait for garbage collection
         job = pick_job(indexed, mem, self.clock())
@@ -174,8 +174,7 @@ class Reconciler:
             if job is None:
                 return 1.0
         elif job is not None and not job.finished and want is not None and job.suspend != want:
-            patched = await self.state.kube.set_job_suspend(req.namespace, job.name, want)
-            job = job_view(patched)
+            job = await self._set_suspend(job, want)
             mem.job, mem.job_written = job, self.clock()
 
         if not mem.events_checked:
@@ -185,7 +184,8 @@ class Reconciler:
             self._warn_spec_change(req, mem, post)
 
         pods = self.state.pods_of(key)
-        running = next((p for p in pods if p.running and not p.terminated), None)
+        # the leader's log: only worker 0 of a multi-node job prints progress
+        running = next((p for p in pods if p.running and not p.terminated and p.leader), None)
         if running is not None:
             await self._poll_progress(req, running, mem, now)
         await self._check_claims(req, job, pods, mem)
@@ -220,7 +220,10 @@ class Reconciler:
         if wait is not None:
             return wait  # rate-limited: come back when a patch is allowed
         if obs.stop_job and job is not None:
-            await self.state.kube.delete_job(req.namespace, job.name)
+            if job.kind == PADDLEJOB_KIND:
+                await self.state.kube.delete_paddlejob(req.namespace, job.name)
+            else:
+                await self.state.kube.delete_job(req.namespace, job.name)
         if obs.terminal:
             self._observe_stage_end(mem, None)
             self.state.poke_queued()
@@ -235,31 +238,61 @@ class Reconciler:
 
     # ---- steps
 
-    async def _create_children(self, req: JobRequest, *, suspend: bool, mem: JobMemory) -> JobView | None:
-        """Create the ConfigMap and the Job; None if a Job of that name belongs to someone else."""
-        kube = self.state.kube
+    async def _read_paddlejob(self, req: JobRequest) -> JobView | None:
+        """A multi-node job's PaddleJob, read at each pass (the operator watches no PaddleJobs: a
+        cluster without training-operator must not stall its start; the workers' pods, which it
+        does watch, wake the pass)."""
         try:
-            configmap, job_body = build_configmap(req), build_job(req, self.settings, suspend=suspend)
+            return paddlejob_view(
+                await self.state.kube.read_paddlejob(req.namespace, names.job_name(req.name))
+            )
+        except NotFound:
+            return None
+
+    async def _set_suspend(self, job: JobView, suspend: bool) -> JobView:
+        kube = self.state.kube
+        if job.kind == PADDLEJOB_KIND:
+            return paddlejob_view(await kube.set_paddlejob_suspend(job.namespace, job.name, suspend))
+        return job_view(await kube.set_job_suspend(job.namespace, job.name, suspend))
+
+    async def _create_children(self, req: JobRequest, *, suspend: bool, mem: JobMemory) -> JobView | None:
+        """Create the ConfigMap and the Job (a multi-node job: the hand-over Secret and the
+        PaddleJob); None if a child of that name belongs to someone else."""
+        kube = self.state.kube
+        kind = PADDLEJOB_KIND if req.multi_node else "Job"
+        try:
+            configmap = build_configmap(req)
+            if req.multi_node:
+                secret, child = (
+                    build_handover_secret(req),
+                    build_paddlejob(req, self.settings, suspend=suspend),
+                )
+            else:
+                secret, child = None, build_job(req, self.settings, suspend=suspend)
         except (ValueError, TypeError) as error:  # a spec the builders cannot express
-            raise Refused(creation_refused("Job", 422, str(error))) from error
-        # Both at once: a pod of the Job waits for its ConfigMap anyway (the kubelet retries).
-        results = await asyncio.gather(
-            kube.create_configmap(configmap), kube.create_job(job_body), return_exceptions=True
-        )
-        for what, result in zip(("ConfigMap", "Job"), results, strict=True):
+            raise Refused(creation_refused(kind, 422, str(error))) from error
+        # All at once: a pod waits for its ConfigMap and Secret anyway (the kubelet retries).
+        creations: dict[str, Any] = {"ConfigMap": kube.create_configmap(configmap)}
+        if secret is not None:
+            creations["Secret"] = kube.create_secret(secret)
+        creations[kind] = kube.create_paddlejob(child) if req.multi_node else kube.create_job(child)
+        results = await asyncio.gather(*creations.values(), return_exceptions=True)
+        for what, result in zip(creations, results, strict=True):
+            if req.multi_node and what == kind and isinstance(result, NotFound | PermanentApiError):
+                raise Refused(engine_refused(result)) from result
             if isinstance(result, PermanentApiError):
                 raise Refused(creation_refused(what, result.status, result.message)) from result
         for result in results:
             if isinstance(result, BaseException):
                 raise result
-        created = results[1]
+        created = results[-1]
         assert isinstance(created, dict)
-        job = job_view(created)
+        job = paddlejob_view(created) if req.multi_node else job_view(created)
         if job.owner_uid not in ("", req.uid):
             return None
         mem.job, mem.job_written = job, self.clock()
         mem.created_here = True
-        logger.info("created Job %s/%s (suspend=%s)", req.namespace, job.name, suspend)
+        logger.info("created %s %s/%s (suspend=%s)", kind, req.namespace, job.name, suspend)
         return job
 
     async def _recover_job_created_event(
@@ -303,7 +336,9 @@ class Reconciler:
             return
         mem.last_log_poll = self.clock()
         try:
-            tail = await self.state.kube.pod_log_tail(req.namespace, pod.name, LOG_TAIL_LINES, LOG_TAIL_BYTES)
+            tail = await self.state.kube.pod_log_tail(
+                req.namespace, pod.name, LOG_TAIL_LINES, LOG_TAIL_BYTES, pod.container
+            )
         except (NotFound, TransientError) as error:
             logger.debug("no log for %s/%s yet: %s", req.namespace, pod.name, error)
             return
@@ -328,8 +363,9 @@ class Reconciler:
     async def _check_pod_creation(
         self, req: JobRequest, job: JobView | None, pods: list[PodView], mem: JobMemory
     ) -> None:
-        """While the Job has no pod, read its FailedCreate Events: the only place the reason shows."""
-        if job is None or job.suspend or job.finished or pods:
+        """While the Job has no pod, read its FailedCreate Events: the only place the reason shows.
+        (A PaddleJob's are training-operator's, not read: its start timeout still applies.)"""
+        if job is None or job.kind != "Job" or job.suspend or job.finished or pods:
             mem.pod_create_failure = None
             return
         if mem.pod_create_checked == float("-inf"):  # give the Job controller its first try

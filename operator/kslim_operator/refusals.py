@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from kslim_api.contract import Phase, redact
 
+from kslim_operator.kube import PermanentApiError
 from kslim_operator.observe import Observation
 
 #: Shown while a Job cannot create its pod, and the Failed reason once the start timeout passes.
@@ -46,3 +47,31 @@ def pod_create_failure(messages: list[str]) -> tuple[str, str] | None:
     if reason not in POD_CREATE_REASONS:
         reason = "PodCreateFailed"
     return reason, f"the Job cannot create its pod: {last}"[:2000]
+
+
+ENGINE_NOT_INSTALLED = "EngineNotInstalled"
+ENGINE_NOT_ENABLED = "EngineNotEnabled"
+
+
+def engine_refused(error: Exception) -> Observation:
+    """The Failed observation for a PaddleJob the API server would not create: no such resource
+    (training-operator is not installed), forbidden (the chart did not grant it), or refused."""
+    if not isinstance(error, PermanentApiError):  # NotFound: the kubeflow.org/v1 paddlejobs resource
+        return Observation(
+            Phase.FAILED,
+            ENGINE_NOT_INSTALLED,
+            "spec.resources.workers > 1 runs as a Kubeflow PaddleJob, and this cluster has no "
+            "kubeflow.org/v1 PaddleJob resource: install Kubeflow training-operator v1.8 (its standalone "
+            "manifests), or set spec.resources.workers to 1",
+            terminal=True,
+        )
+    if error.status == 403 and "paddlejobs" in error.message:
+        return Observation(
+            Phase.FAILED,
+            ENGINE_NOT_ENABLED,
+            "spec.resources.workers > 1 runs as a Kubeflow PaddleJob, which the operator may not create "
+            f"here ({redact(error.message)}): install kslim's chart with multiNode.enabled=true, or set "
+            "spec.resources.workers to 1",
+            terminal=True,
+        )
+    return creation_refused("PaddleJob", error.status, error.message)

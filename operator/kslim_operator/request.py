@@ -6,7 +6,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
-from kslim_api.compressionjob import CompressionJobSpec
+from kslim_api.compressionjob import MAX_MULTI_NODE_NAME_LENGTH, MULTI_NODE_NAME, CompressionJobSpec
 from kslim_api.podpolicy import service_account_message, service_account_ok
 from kslim_api.v1alpha1 import API_VERSION, KIND
 from pydantic import ValidationError
@@ -55,6 +55,11 @@ class JobRequest:
         return {k: v for k, v in self.labels.items() if k.startswith(names.KUEUE_LABEL_PREFIX)}
 
     @property
+    def multi_node(self) -> bool:
+        """Runs as a Kubeflow PaddleJob across spec.resources.workers pods."""
+        return self.spec.resources.workers > 1
+
+    @property
     def kueue_managed(self) -> bool:
         return names.LABEL_KUEUE_QUEUE in self.labels
 
@@ -101,6 +106,8 @@ def parse_request(body: dict[str, Any]) -> JobRequest:
         spec = CompressionJobSpec.model_validate(raw_spec)
     except ValidationError as error:
         raise InvalidSpec(format_validation_error(error)) from None
+    if spec.resources.workers > 1 and len(name) > MAX_MULTI_NODE_NAME_LENGTH:
+        raise InvalidSpec(MULTI_NODE_NAME.message)
     if spec.output is None:
         raise InvalidSpec(
             "spec.output: required on a cluster; set spec.output.uri, e.g. pvc://artifacts/jobs"

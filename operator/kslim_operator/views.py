@@ -5,10 +5,17 @@ Only what the decisions need is kept, so 1000 jobs cost little memory.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
-from kslim_api.contract import CONTAINER_NAME
+from kslim_api.contract import (
+    CONTAINER_NAME,
+    PADDLE_CONTAINER_NAME,
+    PADDLEJOB_KIND,
+    REPLICA_INDEX_LABEL,
+    WORKER_REPLICA,
+)
 
 from kslim_operator import names
 
@@ -41,6 +48,8 @@ class JobView:
     kueue: bool = False
     conditions: tuple[Cond, ...] = ()
     created: str = ""
+    kind: str = "Job"
+    """Job (batch/v1), or PaddleJob (kubeflow.org/v1) for a multi-node job."""
 
     def condition(self, type_: str) -> Cond | None:
         return next((c for c in self.conditions if c.type == type_ and c.status == "True"), None)
@@ -84,6 +93,14 @@ class PodView:
     unschedulable: str | None = None
     disrupted: bool = False
     deleting: bool = False
+    container: str = CONTAINER_NAME
+    finished_at: str | None = None
+    rank: int | None = None
+    """A multi-node job's worker index (0: the leader, whose log and report count); None: a Job's pod."""
+
+    @property
+    def leader(self) -> bool:
+        return self.rank in (None, 0)
 
     @property
     def terminated(self) -> bool:
@@ -131,11 +148,45 @@ def job_view(body: dict[str, Any]) -> JobView:
     )
 
 
+#: What training-operator's PaddleJob conditions mean in a batch Job's words.
+_PADDLEJOB_CONDITIONS = {"Succeeded": "Complete", "Failed": "Failed"}
+
+
+def paddlejob_view(body: dict[str, Any]) -> JobView:
+    """A PaddleJob seen as the Job the decisions know: Succeeded is Complete, runPolicy.suspend is
+    suspend, the workers' counts are the pods'. Its own other conditions (Created, Running,
+    Restarting, Suspended) keep their names."""
+    spec = body.get("spec") or {}
+    status = body.get("status") or {}
+    workers = (status.get("replicaStatuses") or {}).get(WORKER_REPLICA) or {}
+    conditions = tuple(
+        Cond(_PADDLEJOB_CONDITIONS.get(c.type, c.type), c.status, c.reason, c.message)
+        for c in _conds(status.get("conditions"))
+    )
+    shaped = {
+        "metadata": body.get("metadata") or {},
+        "spec": {"suspend": bool((spec.get("runPolicy") or {}).get("suspend", False))},
+        "status": {
+            "active": workers.get("active"),
+            "failed": workers.get("failed"),
+            "succeeded": workers.get("succeeded"),
+            "startTime": status.get("startTime"),
+            "completionTime": status.get("completionTime"),
+        },
+    }
+    return dataclasses.replace(job_view(shaped), conditions=conditions, kind=PADDLEJOB_KIND)
+
+
 def _runner_status(status: dict[str, Any]) -> dict[str, Any]:
     for cs in status.get("containerStatuses") or []:
-        if cs.get("name") == CONTAINER_NAME:
+        if cs.get("name") in (CONTAINER_NAME, PADDLE_CONTAINER_NAME):
             return dict(cs)
     return {}
+
+
+def _rank(labels: dict[str, Any]) -> int | None:
+    value = labels.get(REPLICA_INDEX_LABEL)
+    return int(value) if isinstance(value, str) and value.isdigit() else None
 
 
 def pod_view(body: dict[str, Any]) -> PodView:
@@ -166,4 +217,13 @@ def pod_view(body: dict[str, Any]) -> PodView:
         unschedulable=unschedulable,
         disrupted=disrupted,
         deleting=bool(meta.get("deletionTimestamp")),
+        container=str(cs.get("name") or _container_name(body)),
+        finished_at=terminated.get("finishedAt"),
+        rank=_rank(labels),
     )
+
+
+def _container_name(body: dict[str, Any]) -> str:
+    """The runner's container before it has a status: a PaddleJob's worker names it `paddle`."""
+    names_ = [c.get("name") for c in (body.get("spec") or {}).get("containers") or []]
+    return PADDLE_CONTAINER_NAME if PADDLE_CONTAINER_NAME in names_ else CONTAINER_NAME

@@ -446,6 +446,11 @@ BAD_SPECS: list[BadSpec] = [
         "spec.resources.workers",
     ),
     BadSpec("name-too-long", sets(metadata__name="x" * 64), "metadata.name"),
+    BadSpec(
+        "multi-node-name-too-long",
+        sets(metadata__name="x" * 54, spec__resources__workers=2),
+        "metadata.name",
+    ),
     # distillation kinds (PaddleDetection's implementation)
     BadSpec(
         "ppdet-distill-kind-with-a-built-in-teacher",

@@ -68,4 +68,15 @@ app.kubernetes.io/part-of: kslim
 - apiGroups: [""]
   resources: ["events"]
   verbs: ["create", "list"]
+{{- if .Values.multiNode.enabled }}
+# multiNode.enabled: jobs with spec.resources.workers > 1 run as Kubeflow PaddleJobs (training-operator
+# must be installed); each gets a Secret holding its workers' hand-over token (create only: the
+# operator never reads a Secret back).
+- apiGroups: ["kubeflow.org"]
+  resources: ["paddlejobs"]
+  verbs: ["get", "create", "patch", "delete"]
+- apiGroups: [""]
+  resources: ["secrets"]
+  verbs: ["create"]
+{{- end }}
 {{- end -}}
