@@ -25,6 +25,7 @@ from kubernetes.client.exceptions import ApiException
 
 from kslim_operator import names
 from kslim_operator.executor import Priority, PriorityExecutor
+from kslim_operator.names import KUEUE_GROUP, KUEUE_JOB_UID_LABEL, KUEUE_VERSION
 
 T = TypeVar("T")
 
@@ -212,6 +213,29 @@ class Kube:
                     propagation_policy="Background",
                 ),
             )
+
+    async def kueue_pending_message(self, namespace: str, job_uid: str) -> str | None:
+        """Why Kueue has not admitted the Job or PaddleJob with this uid: the message of its
+        Workload's QuotaReserved=False condition; None when there is none (yet)."""
+        call = functools.partial(
+            self.custom.list_namespaced_custom_object,
+            KUEUE_GROUP,
+            KUEUE_VERSION,
+            namespace,
+            "workloads",
+            label_selector=f"{KUEUE_JOB_UID_LABEL}={job_uid}",
+            limit=1,
+        )
+        data = await self._json(Priority.READ, call)
+        for workload in data.get("items") or []:
+            for cond in (workload.get("status") or {}).get("conditions") or []:
+                if (
+                    cond.get("type") == "QuotaReserved"
+                    and cond.get("status") == "False"
+                    and cond.get("message")
+                ):
+                    return str(cond["message"])[:500]
+        return None
 
     async def set_job_suspend(self, namespace: str, name: str, suspend: bool) -> dict[str, Any]:
         patched = await self._call(

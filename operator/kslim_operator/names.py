@@ -25,6 +25,10 @@ LABEL_MANAGED_BY = "app.kubernetes.io/managed-by"
 #: Kueue's labels (queue name, priority class) on a CompressionJob are passed on to its Job.
 KUEUE_LABEL_PREFIX = "kueue.x-k8s.io/"
 LABEL_KUEUE_QUEUE = f"{KUEUE_LABEL_PREFIX}queue-name"
+#: Kueue's Workloads (read to tell why a job waits): their API and the label naming their job's uid.
+KUEUE_GROUP = "kueue.x-k8s.io"
+KUEUE_VERSION = "v1beta2"
+KUEUE_JOB_UID_LABEL = f"{KUEUE_LABEL_PREFIX}job-uid"
 
 MANAGED_BY = "kslim-operator"
 RUNNER_NAME = "kslim-runner"

@@ -283,8 +283,10 @@ def observe(
     now: datetime.datetime,
     start_timeout_seconds: int,
     pod_create_failure: tuple[str, str] | None = None,
+    kueue_message: str | None = None,
 ) -> Observation:
-    """`pod_create_failure`: (reason, message) of the Job's latest FailedCreate Event, if any."""
+    """`pod_create_failure`: (reason, message) of the Job's latest FailedCreate Event, if any;
+    `kueue_message`: why Kueue has not admitted it yet (its Workload's QuotaReserved condition)."""
     if job is None:
         if job_created_before:
             return Observation(
@@ -333,7 +335,8 @@ def observe(
             return Observation(
                 Phase.PENDING,
                 "Queued",
-                f"waiting for Kueue to admit the Job (queue {req.labels.get(names.LABEL_KUEUE_QUEUE)})",
+                f"waiting for Kueue to admit the {job.kind} (queue {req.labels.get(names.LABEL_KUEUE_QUEUE)})"
+                + (f": {kueue_message}" if kueue_message else ""),
                 attempts=attempts,
             )
         return Observation(Phase.PENDING, "Starting", "starting the Job", attempts=attempts)

@@ -43,6 +43,8 @@ LOG_TAIL_BYTES = 64 * 1024
 CLAIM_CHECK_SECONDS = 10.0
 #: How often a Job that has no pod yet is checked for FailedCreate Events.
 POD_CREATE_CHECK_SECONDS = 2.0
+#: How often a job Kueue holds back has its Workload read (why it waits).
+KUEUE_CHECK_SECONDS = 10.0
 RESYNC_SECONDS = 30.0
 #: A Job we just wrote is trusted over the index for this long (the watch event is on its way).
 OWN_WRITE_TRUST_SECONDS = 10.0
@@ -70,6 +72,8 @@ class JobMemory:
     claims_checked: float = float("-inf")
     pod_create_failure: tuple[str, str] | None = None
     pod_create_checked: float = float("-inf")
+    kueue_message: str | None = None
+    kueue_checked: float = float("-inf")
     warned_generation: int = 0
     created_here: bool = False
     """This process created the Job (an adopted one is not counted in kslim_jobs_created_total)."""
@@ -190,6 +194,7 @@ class Reconciler:
             await self._poll_progress(req, running, mem, now)
         await self._check_claims(req, job, pods, mem)
         await self._check_pod_creation(req, job, pods, mem)
+        await self._check_kueue(req, job, mem)
 
         obs = observe(
             req,
@@ -202,6 +207,7 @@ class Reconciler:
             now=now_dt,
             start_timeout_seconds=self.settings.start_timeout_seconds,
             pod_create_failure=mem.pod_create_failure,
+            kueue_message=mem.kueue_message,
         )
         if obs.reason == "Queued":
             self.state.queued.add(key)
@@ -380,6 +386,20 @@ class Reconciler:
             logger.debug("cannot read the events of Job %s/%s: %s", req.namespace, job.name, error)
             return
         mem.pod_create_failure = pod_create_failure(messages)
+
+    async def _check_kueue(self, req: JobRequest, job: JobView | None, mem: JobMemory) -> None:
+        """While Kueue holds the job, why: its Workload's QuotaReserved condition (e.g. which quota
+        is short), which nothing on the Job says."""
+        if job is None or not job.kueue or not job.suspend or req.spec.run_policy.suspend or job.finished:
+            mem.kueue_message = None
+            return
+        if self.clock() - mem.kueue_checked < KUEUE_CHECK_SECONDS:
+            return
+        mem.kueue_checked = self.clock()
+        try:
+            mem.kueue_message = await self.state.kube.kueue_pending_message(req.namespace, job.uid)
+        except Exception as error:  # a nice-to-have (RBAC, Kueue's API version): "waiting" still holds
+            logger.debug("cannot read the Workload of %s/%s: %s", req.namespace, req.name, error)
 
     async def _check_claims(
         self, req: JobRequest, job: JobView | None, pods: list[PodView], mem: JobMemory

@@ -44,7 +44,10 @@ KINDS = {
     "custom_object_status": ("kslim.dev", "compressionjobs/status"),
 }
 #: Custom-object calls whose first argument names another group than ours.
-CUSTOM_GROUPS = {"PADDLEJOB_GROUP": ("kubeflow.org", "paddlejobs")}
+CUSTOM_GROUPS = {
+    "PADDLEJOB_GROUP": ("kubeflow.org", "paddlejobs"),
+    "KUEUE_GROUP": ("kueue.x-k8s.io", "workloads"),
+}
 CALL = re.compile(
     r"\.(create|read|list|patch|replace|delete|get)_namespaced_([a-z_]+?)(?:_with_http_info)?\b"
     r"(?:,\s*(\w+))?"

@@ -325,3 +325,18 @@ def test_missing_pvc_is_named_in_a_condition(
         )
         assert "artifacts, data" in running["message"] and namespace in running["message"]
         jobs.wait("PVCNotFound event", lambda: ("Warning", "PVCNotFound") in jobs.events("nopvc"))
+
+
+def test_multi_node_without_training_operator_fails_engine_not_installed(
+    jobs: Jobs, namespace: str, kubeconfig: Path
+) -> None:
+    """This control plane has no kubeflow.org PaddleJob resource (the engine tests run theirs on a
+    control plane of their own): the job fails at once, saying what to install; nothing is left."""
+    with operator_running(namespace, kubeconfig):
+        jobs.create(cj_body(name="mn", spec=with_spec(resources={"gpus": 1, "workers": 2})))
+        failed = jobs.wait("Failed", lambda: jobs.condition("mn", "Failed"), timeout=30)
+        assert failed["reason"] == "EngineNotInstalled", failed
+        assert "training-operator" in failed["message"] and "workers to 1" in failed["message"]
+        assert jobs.status("mn")["phase"] == "Failed"
+        assert jobs.job("mn") is None  # no batch/v1 Job instead
+        jobs.wait("EngineNotInstalled event", lambda: ("Warning", "EngineNotInstalled") in jobs.events("mn"))

@@ -68,6 +68,10 @@ app.kubernetes.io/part-of: kslim
 - apiGroups: [""]
   resources: ["events"]
   verbs: ["create", "list"]
+# list: why Kueue holds a job back (its Workload's QuotaReserved condition)
+- apiGroups: ["kueue.x-k8s.io"]
+  resources: ["workloads"]
+  verbs: ["list"]
 {{- if .Values.multiNode.enabled }}
 # multiNode.enabled: jobs with spec.resources.workers > 1 run as Kubeflow PaddleJobs (training-operator
 # must be installed); each gets a Secret holding its workers' hand-over token (create only: the
