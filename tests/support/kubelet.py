@@ -38,8 +38,49 @@ What it does, and what it does not:
   `/output` point to local folders), `KSLIM_PVC_ROOT` is set to `<root>/pvc`, and the
   termination message path to a local file. Other volume types end the pod Failed with reason
   `UnsupportedPod`, a missing ConfigMap/Secret (after a short wait) with `ConfigError`.
-- Environment: only the pod's env (value, fieldRef, configMap/secret keys; `$(VAR)` expanded),
-  plus PATH, HOSTNAME and the `kubernetes` Service variables (pointing at the API server).
+- Environment: only the pod's env (value, fieldRef, configMap/secret keys; `$(VAR)` expanded
+  from the variables defined before it, as Kubernetes does), plus PATH, HOSTNAME (the pod's
+  hostname) and the `kubernetes` Service variables (pointing at the API server).
+- Pod network, so that the pods of a multi-node job reach each other by name as on a cluster
+  (training-operator gives each worker pod a headless Service of the same name):
+  - Pod IP: each pod gets its own address from `--pod-cidr` (default 127.10.0.0/16; Linux answers
+    every address of 127.0.0.0/8 on `lo`), round robin from a random start, freed when the pod
+    ends. It is written to status.podIP/podIPs (the API server accepts loopback pod IPs; it
+    refuses them in Endpoints and EndpointSlices, one reason this kubelet plays cluster DNS
+    itself, below) and is what `fieldRef: status.podIP` gives. A pod refused before it starts
+    gets none; hostIP stays 127.0.0.1. Processes still share the host's network namespace: they
+    reach the API server, the S3 server, ... on 127.0.0.1 as before, and their outgoing
+    connections come from 127.0.0.1 unless they bind a source address (on a cluster: the pod IP).
+  - Names: each process runs in its own mount and UTS namespaces: `unshare --mount --uts
+    --propagation private` as root; otherwise `unshare --user --map-root-user --mount --uts`, and
+    a nested user namespace maps it back to its own uid/gid (or it stays uid 0 inside, where that
+    fails). Its hostname is spec.hostname or the pod name; `<root>/pods/<uid>/etc-hosts` is
+    bind-mounted on /etc/hosts: the kubelet's own lines (localhost; the pod's hostname, with
+    spec.subdomain as `<hostname>.<subdomain>.<ns>.svc.cluster.local` too; hostAliases), then what
+    cluster DNS would answer for each headless Service (clusterIP None) with a selector:
+    `svc.<ns>.svc.cluster.local`, `svc.<ns>.svc`, `svc.<ns>` (and `svc` in the pod's own
+    namespace: /etc/hosts has no search list) -> the IP of each pod it selects that has an IP,
+    has not ended and is Ready and not terminating (any such pod with publishNotReadyAddresses),
+    and `<hostname>.<svc>...` -> a selected pod whose subdomain is the Service. The files are
+    rewritten in place (the bind mount pins the inode; lookups never see an empty file) on every
+    pod event, after this kubelet's own status writes and on the resync (every 3 s; Services are
+    reread then and when a pod starts), so a pod started before its peer resolves the peer once
+    that runs. Each step of the wrapper (`unshare`, `sh -c 'mount --bind ...; hostname ...;
+    exec ...'`) execs the next, so the runner keeps the started pid, process group and
+    PR_SET_PDEATHSIG. The way that works is probed once per process (this Python, through the
+    wrapper, must see the hostname and resolve a name from the mounted file); if none does (no
+    `unshare`, no user namespaces) or with `--no-pod-namespaces`, the kubelet logs once that pod
+    names do not resolve and runs pods as plain processes (own IP; the host's /etc/hosts and
+    hostname). Not a DNS server: only lookups that read /etc/hosts (glibc's getaddrinfo with
+    `files` in nsswitch.conf, Go's resolver, ...) see these names, and ClusterIP Services do not
+    resolve (nothing here would forward their virtual IP).
+  - Ports: each pod can listen on the same port on its own IP, but a process that binds 0.0.0.0
+    takes the port on every address of `lo`, i.e. for every pod: two such processes on one fixed
+    port clash (and a bind to a pod IP fails while one holds it). Paddle 2.6's TCPStore (the
+    rendezvous of `paddle.distributed.init_parallel_env`, rank 0 only, at PADDLE_MASTER's port)
+    binds 0.0.0.0, so two multi-node jobs running at once on this kubelet collide on
+    training-operator's default port 36543; gloo's own connections bind the address the
+    hostname resolves to (here the pod IP) on ephemeral ports.
 - Status: Running with startTime and containerStatuses, then Succeeded/Failed with exitCode,
   reason and message = the termination message (FallbackToLogsOnError: the log's last lines).
   A pod it cannot run ends Failed with a reason, never hangs.
@@ -63,10 +104,12 @@ import contextlib
 import ctypes
 import datetime
 import http.server
+import ipaddress
 import json
 import logging
 import os
 import platform
+import random
 import re
 import shlex
 import shutil
@@ -74,6 +117,7 @@ import signal
 import ssl
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import urllib.error
@@ -82,7 +126,7 @@ import urllib.request
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import yaml
 
@@ -298,7 +342,7 @@ def expand(value: str, env: Mapping[str, str]) -> str:
 KeyLookup = Callable[[str, str, str], "str | None"]
 
 
-def pod_field(pod: Mapping[str, Any], path: str, node_name: str) -> str | None:
+def pod_field(pod: Mapping[str, Any], path: str, node_name: str, pod_ip: str = NODE_IP) -> str | None:
     """A downward-API fieldRef value."""
     meta, spec = pod.get("metadata") or {}, pod.get("spec") or {}
     simple = {
@@ -307,8 +351,10 @@ def pod_field(pod: Mapping[str, Any], path: str, node_name: str) -> str | None:
         "metadata.uid": meta.get("uid"),
         "spec.nodeName": node_name,
         "spec.serviceAccountName": spec.get("serviceAccountName"),
-        "status.podIP": NODE_IP,
+        "status.podIP": pod_ip,
+        "status.podIPs": pod_ip,
         "status.hostIP": NODE_IP,
+        "status.hostIPs": NODE_IP,
     }
     if path in simple:
         value = simple[path]
@@ -328,9 +374,11 @@ def container_env(
     pvc_root: Path,
     node_name: str,
     lookup_key: KeyLookup,
+    pod_ip: str = NODE_IP,
 ) -> dict[str, str]:
     """The process environment: `base` (PATH, HOSTNAME), then the container's env in order, with
-    `$(VAR)` expanded, mount paths rewritten and KSLIM_PVC_ROOT pointing to the local claims."""
+    `$(VAR)` expanded (references to variables defined earlier in the list, as Kubernetes does),
+    mount paths rewritten and KSLIM_PVC_ROOT pointing to the local claims."""
     env = dict(base)
     if container.get("envFrom"):
         raise PodRejected(REASON_UNSUPPORTED, "envFrom is not supported by the kslim local kubelet")
@@ -342,7 +390,7 @@ def container_env(
         source = item["valueFrom"]
         value: str | None
         if "fieldRef" in source:
-            value = pod_field(pod, source["fieldRef"]["fieldPath"], node_name)
+            value = pod_field(pod, source["fieldRef"]["fieldPath"], node_name, pod_ip)
         elif "configMapKeyRef" in source or "secretKeyRef" in source:
             kind = "configMap" if "configMapKeyRef" in source else "secret"
             ref = source[f"{kind}KeyRef"]
@@ -371,6 +419,215 @@ def service_env(server: str) -> dict[str, str]:
         "KUBERNETES_SERVICE_PORT_HTTPS": port,
         "KUBERNETES_PORT": f"tcp://{host}:{port}",
     }
+
+
+# =============================================================================================
+# Pure parts: the pod network (pod IPs, /etc/hosts, the namespaces a pod's process runs in)
+# =============================================================================================
+
+#: Pod IPs come from loopback: Linux answers every address of 127.0.0.0/8 on `lo`, no setup needed.
+POD_CIDR = "127.10.0.0/16"
+#: Never handed out, should a pod CIDR cover them (localhost, Debian's hostname line, resolved).
+RESERVED_IPS = frozenset({"127.0.0.1", "127.0.1.1", "127.0.0.53"})
+CLUSTER_DOMAIN = "cluster.local"
+HOSTS_FILE = "etc-hosts"  # in the pod's folder; its process sees it as /etc/hosts
+#: The kubelet's own lines of a pod's /etc/hosts (kubelet_pods.go, managedHostsHeader).
+MANAGED_HOSTS_HEADER = (
+    "# Kubernetes-managed hosts file.\n"
+    "127.0.0.1\tlocalhost\n"
+    "::1\tlocalhost ip6-localhost ip6-loopback\n"
+    "fe00::0\tip6-localnet\n"
+    "fe00::0\tip6-mcastprefix\n"
+    "fe00::1\tip6-allnodes\n"
+    "fe00::2\tip6-allrouters\n"
+)
+HEADLESS_HEADER = "# Headless Services (the kslim local kubelet's stand-in for cluster DNS).\n"
+#: Runs inside the new namespaces: $1 the hosts file, $2 the hostname, then the program. The
+#: tools by absolute path (the pod's env may set PATH); `exec` finds the program with it.
+NAMESPACE_SCRIPT = '{mount} --bind "$1" /etc/hosts && {hostname} "$2" && shift 2 && exec "$@"'
+NAMESPACE_TOOLS = ("unshare", "sh", "mount", "hostname")
+
+
+class PodIPPool:
+    """Pod IPs from a loopback network, handed out round robin from a random start: a freed
+    address is not reused at once, and two kubelets on one machine rarely hand out the same one."""
+
+    def __init__(self, cidr: str = POD_CIDR, start: int | None = None) -> None:
+        network = ipaddress.IPv4Network(cidr)
+        if not network.is_loopback or network.num_addresses < 4:
+            raise ValueError(f"pod CIDR {cidr} must be a loopback network (in 127.0.0.0/8) of 4 or more")
+        self.cidr = cidr
+        self._first = int(network.network_address) + 1
+        self._count = network.num_addresses - 2  # without the network and broadcast addresses
+        self._next = random.randrange(self._count) if start is None else start % self._count
+        self._used: dict[str, str] = {}  # address -> owner (pod uid)
+        self._lock = threading.Lock()
+
+    def allocate(self, owner: str) -> str:
+        with self._lock:
+            for _ in range(self._count):
+                address = ipaddress.IPv4Address(self._first + self._next)
+                self._next = (self._next + 1) % self._count
+                text = str(address)
+                if text not in RESERVED_IPS and address.packed[-1] not in (0, 255) and text not in self._used:
+                    self._used[text] = owner
+                    return text
+        raise PodRejected(REASON_START, f"no free pod IP left in {self.cidr}")
+
+    def release(self, address: str) -> None:
+        with self._lock:
+            self._used.pop(address, None)
+
+    def in_use(self) -> dict[str, str]:
+        with self._lock:
+            return dict(self._used)
+
+
+def pod_hostname(pod: Mapping[str, Any]) -> str:
+    """spec.hostname, else the pod's name cut to 63 characters (as the kubelet does)."""
+    spec, meta = pod.get("spec") or {}, pod.get("metadata") or {}
+    return str(spec.get("hostname") or str(meta.get("name") or "pod")[:63].rstrip("-."))
+
+
+def _is_ready(pod: Mapping[str, Any]) -> bool:
+    conditions = (pod.get("status") or {}).get("conditions") or []
+    return any(c.get("type") == "Ready" and c.get("status") == "True" for c in conditions)
+
+
+def headless_pods(service: Mapping[str, Any], pods: Sequence[Mapping[str, Any]]) -> list[Obj]:
+    """The pods a headless Service's name resolves to in cluster DNS: those its selector matches
+    in its namespace that have an IP and have not ended, and are Ready (and not terminating)
+    unless the Service publishes not-ready addresses; ordered by name, one per IP."""
+    meta, spec = service.get("metadata") or {}, service.get("spec") or {}
+    selector = spec.get("selector") or {}
+    if not selector:
+        return []
+    publish = bool(spec.get("publishNotReadyAddresses"))
+    chosen: dict[str, Obj] = {}
+    for pod in sorted(pods, key=lambda p: str((p.get("metadata") or {}).get("name"))):
+        pod_meta, status = pod.get("metadata") or {}, pod.get("status") or {}
+        labels = pod_meta.get("labels") or {}
+        if pod_meta.get("namespace") != meta.get("namespace"):
+            continue
+        if any(labels.get(key) != value for key, value in selector.items()):
+            continue
+        address = status.get("podIP")
+        if not address or status.get("phase") in ("Succeeded", "Failed"):
+            continue
+        if publish or (_is_ready(pod) and not pod_meta.get("deletionTimestamp")):
+            chosen.setdefault(str(address), dict(pod))
+    return list(chosen.values())
+
+
+def is_headless(service: Mapping[str, Any]) -> bool:
+    spec = service.get("spec") or {}
+    return spec.get("clusterIP") == "None" and bool(spec.get("selector"))
+
+
+def _dns_names(name: str, namespace: str, own_namespace: str, domain: str) -> list[str]:
+    """`name` as a pod in `own_namespace` can write it (/etc/hosts has no search list)."""
+    names = [f"{name}.{namespace}.svc.{domain}", f"{name}.{namespace}.svc", f"{name}.{namespace}"]
+    return [*names, name] if namespace == own_namespace else names
+
+
+def hosts_file(
+    pod: Mapping[str, Any],
+    pod_ip: str,
+    services: Sequence[Mapping[str, Any]],
+    pods: Sequence[Mapping[str, Any]],
+    domain: str = CLUSTER_DOMAIN,
+) -> str:
+    """A pod's /etc/hosts: the kubelet's lines (localhost, the pod's hostname, hostAliases), then
+    what cluster DNS would answer for each headless Service with a selector: the Service's name
+    -> the IPs of its pods, and `<hostname>.<service>` -> a selected pod that names the Service as
+    its subdomain. Names of the pod's own namespace also in their short form."""
+    meta, spec = pod.get("metadata") or {}, pod.get("spec") or {}
+    own = str(meta.get("namespace") or "default")
+    hostname, subdomain = pod_hostname(pod), spec.get("subdomain")
+    text = MANAGED_HOSTS_HEADER
+    if subdomain:
+        text += f"{pod_ip}\t{hostname}.{subdomain}.{own}.svc.{domain}\t{hostname}\n"
+    else:
+        text += f"{pod_ip}\t{hostname}\n"
+    aliases = spec.get("hostAliases") or []
+    if aliases:
+        text += "\n# Entries added by HostAliases.\n"
+        for alias in aliases:
+            text += f"{alias.get('ip')}\t{chr(9).join(alias.get('hostnames') or [])}\n"
+    lines: list[str] = []
+    for service in sorted(
+        (s for s in services if is_headless(s)),
+        key=lambda s: (str(s["metadata"].get("namespace")), str(s["metadata"].get("name"))),
+    ):
+        name, namespace = str(service["metadata"]["name"]), str(service["metadata"]["namespace"])
+        selected = headless_pods(service, pods)
+        for peer in selected:
+            address = peer["status"]["podIP"]
+            lines.append(f"{address}\t{' '.join(_dns_names(name, namespace, own, domain))}\n")
+        for peer in selected:
+            peer_spec = peer.get("spec") or {}
+            if peer_spec.get("hostname") and peer_spec.get("subdomain") == name:
+                names = _dns_names(f"{peer_spec['hostname']}.{name}", namespace, own, domain)
+                lines.append(f"{peer['status']['podIP']}\t{' '.join(names)}\n")
+    if lines:
+        text += "\n" + HEADLESS_HEADER + "".join(lines)
+    return text
+
+
+def write_in_place(path: Path, text: str) -> None:
+    """Replace a file's content and keep its inode: a bind mount pins the inode, so a file renamed
+    over it would never be seen through the mount. Name lookups reread /etc/hosts each time and
+    never find it empty: the new bytes overwrite the old in one write (a shorter text padded with
+    a comment line), then the file is cut to the new length."""
+    data = text.encode()
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        gap = os.fstat(fd).st_size - len(data)
+        pad = b"" if gap <= 0 else b"\n" if gap == 1 else b"#" + b" " * (gap - 2) + b"\n"
+        os.pwrite(fd, data + pad, 0)
+        os.ftruncate(fd, len(data))
+    finally:
+        os.close(fd)
+
+
+@dataclass(frozen=True)
+class Isolation:
+    """How a pod's process gets its own mount and UTS namespaces (own /etc/hosts and hostname):
+    `unshare` runs `sh -c NAMESPACE_SCRIPT`, which runs `then` + the program."""
+
+    name: str
+    unshare: tuple[str, ...]
+    then: tuple[str, ...] = ()
+    tools: Mapping[str, str] = field(default_factory=lambda: {t: t for t in NAMESPACE_TOOLS})
+
+    def argv(self, hosts: Path, hostname: str, program: Sequence[str]) -> list[str]:
+        """The command line; every step execs the next, so the program keeps the started process's
+        pid, process group and PR_SET_PDEATHSIG."""
+        script = NAMESPACE_SCRIPT.format(
+            mount=shlex.quote(self.tools["mount"]), hostname=shlex.quote(self.tools["hostname"])
+        )
+        return [*self.unshare, self.tools["sh"], "-c", script, "kslim-pod", str(hosts), hostname,
+                *self.then, *program]  # fmt: skip
+
+
+def isolation_candidates(euid: int, egid: int, tools: Mapping[str, str] | None = None) -> list[Isolation]:
+    """What to try, best first: as root, plain mount+UTS namespaces; otherwise a user namespace
+    in which we are root (to mount), then a nested one that maps us back to our own uid/gid.
+    `tools`: absolute paths of NAMESPACE_TOOLS (default: the names as they are)."""
+    paths = dict(tools or {t: t for t in NAMESPACE_TOOLS})
+    unshare = paths["unshare"]
+    namespaces = ("--mount", "--uts", "--propagation", "private")
+    user = (unshare, "--user", "--map-root-user", *namespaces)
+    if euid == 0:
+        return [
+            Isolation("mount+UTS namespaces", (unshare, *namespaces), tools=paths),
+            Isolation("user namespace", user, tools=paths),
+        ]
+    back = (unshare, "--user", f"--map-user={euid}", f"--map-group={egid}")
+    return [
+        Isolation("user namespace", user, back, tools=paths),
+        Isolation("user namespace (uid 0 inside)", user, tools=paths),
+    ]
 
 
 # =============================================================================================
@@ -566,17 +823,20 @@ def unschedulable_condition(message: str, now: str) -> Obj:
     return _condition("PodScheduled", False, now, "Unschedulable", message)
 
 
-def _base_status(phase: str, start_time: str, conditions: list[Obj], container_status: Obj) -> Obj:
-    return {
+def _base_status(
+    phase: str, start_time: str, conditions: list[Obj], container_status: Obj, pod_ip: str | None
+) -> Obj:
+    status: Obj = {
         "phase": phase,
         "startTime": start_time,
         "hostIP": NODE_IP,
         "hostIPs": [{"ip": NODE_IP}],
-        "podIP": NODE_IP,
-        "podIPs": [{"ip": NODE_IP}],
         "conditions": conditions,
         "containerStatuses": [container_status],
     }
+    if pod_ip:  # a pod that never got one (refused before it started) has none, as on a cluster
+        status["podIP"], status["podIPs"] = pod_ip, [{"ip": pod_ip}]
+    return status
 
 
 def _container_status(
@@ -596,7 +856,9 @@ def _container_status(
     return status
 
 
-def running_status(container: Mapping[str, Any], *, started: float, container_id: str) -> Obj:
+def running_status(
+    container: Mapping[str, Any], *, started: float, container_id: str, pod_ip: str | None = None
+) -> Obj:
     now = rfc3339(started)
     conditions = [
         _condition("PodReadyToStartContainers", True, now),
@@ -606,7 +868,8 @@ def running_status(container: Mapping[str, Any], *, started: float, container_id
         _condition("PodScheduled", True, now),
     ]
     state = {"running": {"startedAt": now}}
-    return _base_status("Running", now, conditions, _container_status(container, state, container_id, True))
+    container_status = _container_status(container, state, container_id, True)
+    return _base_status("Running", now, conditions, container_status, pod_ip)
 
 
 @dataclass(frozen=True)
@@ -624,6 +887,7 @@ def terminated_status(
     started: float,
     finished: float,
     container_id: str | None,
+    pod_ip: str | None = None,
 ) -> Obj:
     start, end = rfc3339(started), rfc3339(finished)
     phase = "Succeeded" if outcome.exit_code == 0 else "Failed"
@@ -649,6 +913,7 @@ def terminated_status(
         start,
         conditions,
         _container_status(container, {"terminated": terminated}, container_id, False),
+        pod_ip,
     )
     if outcome.pod_reason:
         status["reason"] = outcome.pod_reason
@@ -857,6 +1122,13 @@ class Api:
                     yield dict(json.loads(line))
 
 
+def _version(obj: Mapping[str, Any]) -> int:
+    """An object's resourceVersion as a number (etcd revisions; opaque to clients in general, but
+    this test tool only talks to its own control plane)."""
+    text = str((obj.get("metadata") or {}).get("resourceVersion") or "0")
+    return int(text) if text.isdigit() else 0
+
+
 def pod_path(namespace: str, name: str, sub: str = "") -> str:
     return f"/api/v1/namespaces/{namespace}/pods/{name}" + (f"/{sub}" if sub else "")
 
@@ -1035,9 +1307,70 @@ def _die_with_thread_hook() -> Callable[[], None]:
     return hook
 
 
+PROBE_HOSTNAME = "kslim-probe"
+PROBE_PEER, PROBE_PEER_IP = "kslim-probe-peer", "127.10.255.254"
+#: Where the namespace tools are looked for (besides the kubelet's PATH).
+TOOL_PATH = os.pathsep.join(
+    [os.environ.get("PATH", ""), "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"]
+)
+_isolation_lock = threading.Lock()
+_isolation_probed: list[Isolation | None] = []  # the answer, once probed
+
+
+def probe_isolation(candidates: Sequence[Isolation], work: Path) -> Isolation | None:
+    """The first candidate under which a process (this Python) sees the hostname we set and
+    resolves a name from the hosts file we mount; None when none does."""
+    hosts = work / "probe-hosts"
+    write_in_place(hosts, f"{MANAGED_HOSTS_HEADER}{PROBE_PEER_IP}\t{PROBE_PEER}\n")
+    code = f"import socket; print(socket.gethostname(), socket.gethostbyname({PROBE_PEER!r}))"
+    for candidate in candidates:
+        argv = candidate.argv(hosts, PROBE_HOSTNAME, [sys.executable, "-c", code])
+        try:
+            done = subprocess.run(argv, capture_output=True, text=True, timeout=30, check=False)
+        except (OSError, subprocess.TimeoutExpired) as error:
+            log.debug("pod isolation %s: %s", candidate.name, error)
+            continue
+        if done.returncode == 0 and done.stdout.split() == [PROBE_HOSTNAME, PROBE_PEER_IP]:
+            return candidate
+        log.debug(
+            "pod isolation %s: exit %d, %s",
+            candidate.name,
+            done.returncode,
+            (done.stdout + done.stderr)[-500:],
+        )
+    return None
+
+
+def pod_isolation() -> Isolation | None:
+    """How pods get their own /etc/hosts and hostname here, probed once per process; when nothing
+    works, says once that pod names do not resolve (pods still run, as plain processes)."""
+    with _isolation_lock:
+        if not _isolation_probed:
+            found: Isolation | None = None
+            tools = {tool: shutil.which(tool, path=TOOL_PATH) for tool in NAMESPACE_TOOLS}
+            if sys.platform.startswith("linux") and all(tools.values()):
+                candidates = isolation_candidates(os.geteuid(), os.getegid(), cast(dict[str, str], tools))
+                with tempfile.TemporaryDirectory(prefix="kslim-kubelet-probe-") as work:
+                    found = probe_isolation(candidates, Path(work))
+            if found is None:
+                missing = sorted(tool for tool, path in tools.items() if not path)
+                log.warning(
+                    "pods run without their own /etc/hosts and hostname: %s, so pod and headless Service "
+                    "names do not resolve (each pod still gets its own IP; single-pod jobs are not affected)",
+                    f"{', '.join(missing)} not found"
+                    if missing
+                    else "neither `unshare --mount --uts` (as root) nor a user namespace works here",
+                )
+            else:
+                log.info("pods get their own /etc/hosts and hostname (%s)", found.name)
+            _isolation_probed.append(found)
+        return _isolation_probed[0]
+
+
 @dataclass(frozen=True)
 class LaunchPlan:
-    argv: list[str]
+    argv: list[str]  # the runner's command line
+    command: list[str]  # what is started: argv, inside the pod's namespaces when there are any
     env: dict[str, str]
     cwd: Path
     termination_file: Path
@@ -1064,6 +1397,9 @@ class PodWorker(threading.Thread):
         self.vanished = False  # the pod object is gone: write nothing more
         self.done = threading.Event()
         self.finalized = False
+        self.pod_ip: str | None = None  # from the kubelet's pool, while the pod runs
+        self.hosts_path: Path | None = None  # its /etc/hosts, when it runs in its own namespaces
+        self.hosts_text = ""  # what was last written there
 
     # ---- called from the kubelet's threads
 
@@ -1097,10 +1433,13 @@ class PodWorker(threading.Thread):
                     started=now,
                     finished=now,
                     container_id=None,
+                    pod_ip=self.pod_ip,
                 )
             )
         finally:
             self.done.set()
+            if self.pod_ip is not None:
+                self.kubelet.pod_ips.release(self.pod_ip)
             self.kubelet.worker_done(self)
 
     def _run(self) -> None:
@@ -1117,6 +1456,7 @@ class PodWorker(threading.Thread):
                     started=started,
                     finished=time.time(),
                     container_id=None,
+                    pod_ip=self.pod_ip,
                 )
             )
             return
@@ -1125,7 +1465,7 @@ class PodWorker(threading.Thread):
         self.log = ContainerLog(self.pod_dir / "logs" / f"{self.container['name']}.log")
         try:
             self.process = subprocess.Popen(
-                plan.argv,
+                plan.command,
                 env=plan.env,
                 cwd=plan.cwd,
                 stdin=subprocess.DEVNULL,
@@ -1141,7 +1481,12 @@ class PodWorker(threading.Thread):
             )
             self._write_status(
                 terminated_status(
-                    self.container, outcome, started=started, finished=time.time(), container_id=None
+                    self.container,
+                    outcome,
+                    started=started,
+                    finished=time.time(),
+                    container_id=None,
+                    pod_ip=self.pod_ip,
                 )
             )
             return
@@ -1150,13 +1495,17 @@ class PodWorker(threading.Thread):
         reader = threading.Thread(target=self._read_output, name=f"{self.name}-log", daemon=True)
         reader.start()
         log.info(
-            "pod %s/%s: started %s (pid %d)",
+            "pod %s/%s: started %s (pid %d, pod IP %s%s)",
             self.namespace,
             self.pod_name,
             shlex.join(plan.argv),
             self.process.pid,
+            self.pod_ip,
+            "" if self.hosts_path else ", host's /etc/hosts and hostname",
         )
-        self._write_status(running_status(self.container, started=started, container_id=container_id))
+        self._write_status(
+            running_status(self.container, started=started, container_id=container_id, pod_ip=self.pod_ip)
+        )
         self.kubelet.post_event(self.pod, "Normal", "Started", f"Started container {self.container['name']}")
         pod_reason = self._wait(plan.deadline_seconds)
         reader.join(timeout=10)
@@ -1167,7 +1516,12 @@ class PodWorker(threading.Thread):
         )
         self._write_status(
             terminated_status(
-                self.container, outcome, started=started, finished=time.time(), container_id=container_id
+                self.container,
+                outcome,
+                started=started,
+                finished=time.time(),
+                container_id=container_id,
+                pod_ip=self.pod_ip,
             )
         )
 
@@ -1179,9 +1533,11 @@ class PodWorker(threading.Thread):
         termination_file = self.pod_dir / "termination-log"
         paths = mount_paths(self.container, dirs, termination_file)
         self._materialize(dirs, paths)
+        self.pod_ip = self.kubelet.pod_ips.allocate(self.uid)
+        hostname = pod_hostname(self.pod)
         base = {
             "PATH": f"{cfg.kslim.parent}:/usr/local/bin:/usr/bin:/bin",
-            "HOSTNAME": self.pod_name,
+            "HOSTNAME": hostname,
             "LANG": "C.UTF-8",
             **service_env(self.kubelet.api.credentials.server),
         }
@@ -1193,13 +1549,20 @@ class PodWorker(threading.Thread):
             pvc_root=cfg.pvc_root,
             node_name=cfg.node_name,
             lookup_key=lambda kind, name, key: self.kubelet.lookup_key(self.namespace, kind, name, key),
+            pod_ip=self.pod_ip,
         )
         argv = [str(cfg.kslim), RUNNER_ENTRYPOINT[1], *[paths.rewrite(expand(a, env)) for a in args]]
+        command = argv
+        if self.kubelet.isolation is not None:
+            self.hosts_path = self.pod_dir / HOSTS_FILE
+            self.kubelet.start_hosts(self)
+            command = self.kubelet.isolation.argv(self.hosts_path, hostname, argv)
         working_dir = self.container.get("workingDir")
         cwd = paths.local(working_dir) if working_dir else None
         deadline = (self.pod.get("spec") or {}).get("activeDeadlineSeconds")
         return LaunchPlan(
             argv=argv,
+            command=command,
             env=env,
             cwd=cwd or self.pod_dir,
             termination_file=termination_file,
@@ -1283,6 +1646,17 @@ class PodWorker(threading.Thread):
         if not self.vanished:
             self.kubelet.write_pod_status(self.namespace, self.pod_name, status)
 
+    def write_hosts(self, text: str) -> None:
+        """Its /etc/hosts, when that changed (the kubelet calls this under its network lock)."""
+        if self.hosts_path is None or text == self.hosts_text:
+            return
+        try:
+            write_in_place(self.hosts_path, text)
+        except OSError as error:  # its folder is being removed
+            log.debug("pod %s/%s: hosts file not written: %s", self.namespace, self.pod_name, error)
+            return
+        self.hosts_text = text
+
     # ---- deletion
 
     def cleanup(self) -> None:
@@ -1308,6 +1682,9 @@ class KubeletConfig:
     cpus: int | None = None
     memory: str | None = None
     config_wait_seconds: float = 20.0
+    pod_cidr: str = POD_CIDR
+    #: Run each pod in its own mount+UTS namespaces (own /etc/hosts and hostname) when possible.
+    isolate_pods: bool = True
 
     @property
     def pvc_root(self) -> Path:
@@ -1330,6 +1707,12 @@ class LocalKubelet:
         self.unschedulable_seen: dict[str, str] = {}
         self.logs = LogServer(self.find_log, config.root / "pki", config.port)
         self.threads: list[threading.Thread] = []
+        # The pod network: IPs, and what cluster DNS would answer (from the pods and Services).
+        self.pod_ips = PodIPPool(config.pod_cidr)
+        self.isolation: Isolation | None = None
+        self.net_lock = threading.Lock()  # taken after self.lock, never before it
+        self.known_pods: dict[str, Obj] = {}  # uid -> pod, every namespace (watch + our own writes)
+        self.services: dict[tuple[str, str], Obj] = {}  # (namespace, name) -> headless Service
 
     # ---- lifecycle
 
@@ -1337,8 +1720,10 @@ class LocalKubelet:
         if not os.access(self.config.kslim, os.X_OK):
             raise RuntimeError(f"the runner entry point {self.config.kslim} is missing: run `make venv`")
         self.config.pvc_root.mkdir(parents=True, exist_ok=True)
+        self.isolation = pod_isolation() if self.config.isolate_pods else None
         self.logs.start()
         self.register_node(ready=True)
+        self.sync_services()
         for target, name in (
             (self._watch_loop, "kubelet-watch"),
             (self._resync_loop, "kubelet-resync"),
@@ -1399,8 +1784,10 @@ class LocalKubelet:
         while not self.stopping.is_set():
             try:
                 listed = self.api.get("/api/v1/pods")
+                self.remember_pods(listed.get("items") or [])
                 for pod in listed.get("items") or []:
                     self.handle("SYNC", pod)
+                self.refresh_hosts()
                 version = str(listed["metadata"]["resourceVersion"])
                 while not self.stopping.is_set():
                     for event in self.api.watch("/api/v1/pods", version):
@@ -1408,14 +1795,16 @@ class LocalKubelet:
                             raise ApiError(int(event["object"].get("code") or 500), str(event["object"]))
                         version = str(event["object"]["metadata"]["resourceVersion"])
                         if event["type"] != "BOOKMARK":
+                            self.remember_pod(event["type"], event["object"])
                             self.handle(event["type"], event["object"])
+                            self.refresh_hosts()
             except (ApiError, OSError, ValueError) as error:
                 if not self.stopping.is_set():
                     log.info("pod watch restarts (%s)", error)
                     self.stopping.wait(1.0)
 
     def _resync_loop(self) -> None:
-        """Retry pods that did not fit (a scheduler retries too)."""
+        """Retry pods that did not fit (a scheduler retries too); reread the headless Services."""
         while not self.stopping.wait(RESYNC_SECONDS):
             try:
                 pending = self.api.get("/api/v1/pods", fieldSelector="spec.nodeName=")
@@ -1424,6 +1813,8 @@ class LocalKubelet:
                 continue
             for pod in pending.get("items") or []:
                 self.handle("SYNC", pod)
+            self.sync_services()
+            self.refresh_hosts()
 
     def handle(self, kind: str, pod: Obj) -> None:
         """One pod event: schedule it, start it, stop it, or finish its deletion."""
@@ -1581,10 +1972,72 @@ class LocalKubelet:
 
     def write_pod_status(self, namespace: str, name: str, status: Obj) -> None:
         try:
-            self.api.merge_patch(pod_path(namespace, name, "status"), {"status": status})
+            written = self.api.merge_patch(pod_path(namespace, name, "status"), {"status": status})
         except ApiError as error:
             if error.status != 404:
                 log.warning("pod %s/%s: status update failed: %s", namespace, name, error)
+            return
+        # Peers learn a new pod IP (or its end) now, not when the watch event comes back.
+        if written.get("metadata"):
+            self.remember_pod("MODIFIED", written)
+            self.refresh_hosts()
+
+    # ---- the pod network: each pod's /etc/hosts, from the pods and headless Services
+
+    def remember_pods(self, pods: Sequence[Obj]) -> None:
+        """A fresh list of every pod (the watch restarted)."""
+        with self.net_lock:
+            self.known_pods = {pod["metadata"]["uid"]: pod for pod in pods}
+
+    def remember_pod(self, kind: str, pod: Obj) -> None:
+        """One pod event; an object older than the one held is ignored."""
+        uid = pod["metadata"]["uid"]
+        with self.net_lock:
+            if kind == "DELETED":
+                self.known_pods.pop(uid, None)
+                return
+            held = self.known_pods.get(uid)
+            if held is None or _version(pod) >= _version(held):
+                self.known_pods[uid] = pod
+
+    def sync_services(self, namespace: str | None = None) -> None:
+        """Reread the headless Services with a selector (of one namespace, or all)."""
+        path = f"/api/v1/namespaces/{namespace}/services" if namespace else "/api/v1/services"
+        try:
+            listed = self.api.get(path)
+        except (ApiError, OSError) as error:
+            log.warning("listing services failed: %s", error)
+            return
+        found = {
+            (s["metadata"]["namespace"], s["metadata"]["name"]): s
+            for s in listed.get("items") or []
+            if is_headless(s)
+        }
+        with self.net_lock:
+            kept = {k: v for k, v in self.services.items() if namespace is not None and k[0] != namespace}
+            self.services = {**kept, **found}
+
+    def start_hosts(self, worker: PodWorker) -> None:
+        """A starting pod's /etc/hosts, from its namespace's Services as they are now."""
+        self.sync_services(worker.namespace)
+        with self.net_lock:
+            worker.write_hosts(self._hosts_text(worker))
+
+    def refresh_hosts(self) -> None:
+        """Rewrite each running pod's /etc/hosts whose content changed (in place)."""
+        if self.isolation is None:
+            return
+        with self.lock:
+            workers = [w for w in self.workers.values() if w.hosts_path is not None and not w.done.is_set()]
+        with self.net_lock:
+            for worker in workers:
+                worker.write_hosts(self._hosts_text(worker))
+
+    def _hosts_text(self, worker: PodWorker) -> str:
+        assert worker.pod_ip is not None
+        return hosts_file(
+            worker.pod, worker.pod_ip, list(self.services.values()), list(self.known_pods.values())
+        )
 
     def lookup_key(self, namespace: str, kind: str, name: str, key: str) -> str | None:
         """One key of a ConfigMap/Secret (env valueFrom), None if it or the object is missing."""
@@ -1692,6 +2145,14 @@ def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--gpus", type=int, default=DEFAULT_GPUS, help="advertised nvidia.com/gpu")
     parser.add_argument("--cpus", type=int, default=None, help="advertised CPUs (default: this machine's)")
     parser.add_argument("--memory", default=None, help="advertised memory (default: this machine's)")
+    parser.add_argument(
+        "--pod-cidr", default=POD_CIDR, help=f"loopback network of the pod IPs (default {POD_CIDR})"
+    )
+    parser.add_argument(
+        "--no-pod-namespaces",
+        action="store_true",
+        help="run pods without their own /etc/hosts and hostname (pod names then do not resolve)",
+    )
     parser.add_argument("--log-level", default="INFO", choices=("DEBUG", "INFO", "WARNING", "ERROR"))
     return parser.parse_args(argv)
 
@@ -1708,6 +2169,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         gpus=options.gpus,
         cpus=options.cpus,
         memory=options.memory,
+        pod_cidr=options.pod_cidr,
+        isolate_pods=not options.no_pod_namespaces,
     )
     if options.kslim is not None:
         config.kslim = options.kslim.resolve()
