@@ -31,7 +31,7 @@ demo: venv ## Run the quick-start CompressionJob locally (no cluster) and print 
 	$(VENV)/bin/kslim run examples/quickstart.yaml --output .kslim/demo
 
 .PHONY: test
-test: venv testbin s3server tools lint ## Install what is missing, then run every test (lint, unit, control plane, S3, e2e).
+test: venv testbin s3server engines tools lint ## Install what is missing, then run every test (lint, unit, control plane, S3, engines, e2e).
 	PATH="$(TESTBIN):$$PATH" $(PY) -m pytest $(PYTEST_ARGS)
 
 ##@ Local dev cluster (control plane + operator + local kubelet, all local processes)
@@ -61,6 +61,10 @@ testbin: ## Build etcd, kube-apiserver, kube-controller-manager, kubectl and hel
 .PHONY: s3server
 s3server: ## Build the S3 test server (MinIO, from its Go module) into the same cache (once; ~11 min cold).
 	@hack/s3server.sh >/dev/null
+
+.PHONY: engines
+engines: ## Build Kubeflow training-operator and Kueue (from their Go modules) into the same cache (once).
+	@hack/engines.sh >/dev/null
 
 .PHONY: tools
 tools: ## Install promtool and prometheus (Debian package) for the metrics tests.

@@ -195,24 +195,6 @@ def test_deleting_while_the_operator_is_down_is_not_blocked(
     jobs.wait("Job gone", lambda: jobs.job("orphan") is None, timeout=90)
 
 
-def test_kueue_label_passes_through_and_kueue_admits(
-    jobs: Jobs, kubelet: FakeKubelet, namespace: str, kubeconfig: Path
-) -> None:
-    with operator_running(namespace, kubeconfig):
-        jobs.create(cj_body(name="kq", labels={"kueue.x-k8s.io/queue-name": "gpu"}))
-        st = jobs.wait(
-            "queued",
-            lambda: (s := jobs.status("kq")).get("message", "").startswith("waiting for Kueue") and s,
-        )
-        job = jobs.job("kq")
-        assert job is not None and job.spec.suspend is True
-        assert job.metadata.labels["kueue.x-k8s.io/queue-name"] == "gpu"
-        assert st["phase"] == "Pending"
-        jobs.batch.patch_namespaced_job("kq", namespace, {"spec": {"suspend": False}})  # what Kueue does
-        kubelet.run(kubelet.wait_pod("kq"))
-        jobs.wait_phase("kq", "Running")
-
-
 def test_image_pull_failure_is_reported_then_fails_the_job(
     jobs: Jobs, kubelet: FakeKubelet, namespace: str, kubeconfig: Path
 ) -> None:

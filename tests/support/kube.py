@@ -5,11 +5,11 @@ from __future__ import annotations
 import re
 import secrets
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TypeVar
 
-from kubernetes import client
+from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 
 from .controlplane import ControlPlane
@@ -57,6 +57,21 @@ def delete_namespace(api: client.ApiClient, name: str) -> None:
     except ApiException as error:
         if error.status != 404:
             raise
+
+
+def api_client(kubeconfig: Path) -> Iterator[client.ApiClient]:
+    """An API client for the kubeconfig, closed when the generator ends (a fixture's body)."""
+    api = config.new_client_from_config(config_file=str(kubeconfig))
+    with api:
+        yield api
+
+
+def temporary_namespace(api: client.ApiClient, hint: str) -> Iterator[str]:
+    """A fresh namespace named after `hint`, deleted (without waiting) when the generator ends."""
+    name = namespace_name(hint)
+    create_namespace(api, name)
+    yield name
+    delete_namespace(api, name)
 
 
 def exists(read: Callable[[], object]) -> bool:
