@@ -10,6 +10,14 @@ from typing import TextIO
 
 from kslim_api.contract import NO_TQDM_ENV, ProgressLine
 
+_SILENT = False
+
+
+def silence() -> None:
+    """No progress at all from this process (a multi-node follower: the operator reads the leader's)."""
+    global _SILENT
+    _SILENT = True
+
 
 def interactive() -> bool:
     """A local terminal (tqdm bar) rather than a pod or a pipe."""
@@ -37,7 +45,7 @@ class Progress:
         self._t0 = time.monotonic()
         self._start = start
         self._bar = None
-        self.quiet = quiet  # a data-parallel worker other than rank 0: rank 0 reports for all
+        self.quiet = quiet or _SILENT  # a data-parallel worker other than rank 0: rank 0 reports for all
         if interactive() and not quiet:
             from tqdm import tqdm
 

@@ -19,6 +19,7 @@ from kslim_api.contract import (
     PVC_ROOT,
     PVC_ROOT_ENV,
     S3_SCHEME,
+    SCRATCH_DIR,
     Outcome,
     Reason,
     Stage,
@@ -158,13 +159,89 @@ def _fail(err: str, reason: str, stage: str | None, exit_code: int) -> int:
 
 
 def run_command(file: str, output: str | None = None) -> int:
-    """The whole job. Exit codes: 0 done, 1 internal, 2 user error, 3 quality gate, 4 device."""
-    stage: str | None = "prepare"
-    pipeline = None
+    """The whole job. Exit codes: 0 done, 1 internal, 2 user error, 3 quality gate, 4 device.
+
+    In a multi-node job (KSLIM_NODES > 1, docs/multinode.md) worker 0 runs the job with every
+    training across all workers, and the others follow (`_follow`)."""
     # again here: a caller (a test runner, an embedding program) may have reset the filters
     from kslim_runner.quiet import install_warnings
 
     install_warnings()
+    from kslim_runner.train.nodes import Nodes
+
+    try:
+        nodes = Nodes.from_env()
+    except KslimError as e:
+        return _fail(e.summary, e.reason, "prepare", e.exit_code)
+    if nodes is None:
+        return _run(file, output)
+    if not nodes.leader:
+        return _follow(file, nodes)
+    return _lead(file, output, nodes)
+
+
+def _lead(file: str, output: str | None, nodes: Any) -> int:
+    """Worker 0: the job as on one node, its trainings across all; "done" for the followers at the end."""
+    from kslim_runner.train.nodes.leader import lead, step_down
+
+    try:
+        leader = lead(nodes)
+    except OSError as e:
+        msg = f"the hand-over server cannot listen on port {nodes.handover_port} ({e.strerror or e})"
+        return _fail(msg, Reason.INTERNAL_ERROR, "prepare", EXIT_INTERNAL)
+    print(
+        f"kslim: {nodes.worker()} (the leader): hand-over on port {leader.server.port}, paddle's "
+        f"rendezvous at {nodes.master}",
+        flush=True,
+    )
+    code = EXIT_INTERNAL
+    try:
+        code = _run(file, output)
+    finally:
+        step_down(leader, code)
+    return code
+
+
+def _follow(file: str, nodes: Any) -> int:
+    """Workers 1..N-1: the prepare stage in private scratch space (never the job's output, which a
+    pvc:// output shares between pods), then the leader's training sessions; a short termination
+    message, no report, no progress lines."""
+    import tempfile
+
+    from kslim_runner import progress
+    from kslim_runner.report import termination
+    from kslim_runner.train.nodes.follower import follow
+
+    progress.silence()
+    in_pod = bool(os.environ.get("KUBERNETES_SERVICE_HOST") or os.environ.get(OUTPUT_URI_ENV))
+    root = Path(SCRATCH_DIR) if in_pod else None
+    scratch = Path(tempfile.mkdtemp(prefix=f"kslim-worker{nodes.rank}-", dir=root))
+    print(
+        f"kslim: {nodes.worker()}: follows worker 0 at {nodes.handover_url}; work folder {scratch}",
+        flush=True,
+    )
+
+    def prepare() -> Any:
+        from kslim_runner.pipeline.prepare import PrepareStage
+        from kslim_runner.pipeline.stage import Pipeline
+
+        ctx = _setup_context(file, str(scratch))
+        Pipeline([PrepareStage()]).run(ctx)
+        return ctx.index("train")
+
+    try:
+        part = follow(nodes, prepare, scratch)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    line = part.summary(nodes)
+    print(f"kslim: {line}", file=sys.stderr if part.exit_code else sys.stdout, flush=True)
+    termination.write(part.message(nodes))
+    return part.exit_code
+
+
+def _run(file: str, output: str | None) -> int:
+    stage: str | None = "prepare"
+    pipeline = None
     try:
         ctx = _setup_context(file, output)
         import paddle

@@ -47,6 +47,7 @@ class Reason(enum.StrEnum):
     METHOD_UNAVAILABLE = "MethodUnavailable"
     QUANTIZATION_NOT_APPLIED = "QuantizationNotApplied"
     TRAINING_DIVERGED = "TrainingDiverged"
+    NOT_MULTI_NODE = "NotMultiNode"  # a training of a multi-node job that only one process can run
     NO_GPU = "NoGPU"
     OUTPUT_NOT_WRITABLE = "OutputNotWritable"
     DATA_NOT_FOUND = "DataNotFound"

@@ -35,3 +35,14 @@ NODE_RANK_ENV = "KSLIM_NODE_RANK"
 HANDOVER_TOKEN_ENV = "KSLIM_HANDOVER_TOKEN"
 #: The key of the per-job Secret (named by the operator) that holds the hand-over token.
 HANDOVER_TOKEN_KEY = "handover-token"
+#: Read by the runner alone, for tests that run a leader and its followers on one machine (in
+#: parallel test sessions): the hand-over port (default HANDOVER_PORT) and the silence bound.
+HANDOVER_PORT_ENV = "KSLIM_HANDOVER_PORT"
+#: A follower whose leader has not answered for this long (and a leader whose follower has not) gives
+#: up: exit 1 (EXIT_INTERNAL) on the follower, an internal error on the leader.
+NODE_TIMEOUT_SECONDS = 600
+NODE_TIMEOUT_ENV = "KSLIM_NODE_TIMEOUT_SECONDS"
+#: training-operator's worker count (the runner checks it agrees with NODES_ENV when set).
+PADDLE_NNODES_ENV = "PADDLE_NNODES"
+#: The worker that runs the whole pipeline, hosts paddle's rendezvous store and the hand-over server.
+LEADER_RANK = 0

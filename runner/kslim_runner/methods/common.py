@@ -83,10 +83,14 @@ def fine_tune(
     stage: str,
     loss_fn: LossFn = default_loss,
     task: WorkerTask | None = None,
+    in_process: str | None = None,
 ) -> TrainResult:
     """The runner's training loop (resumable from work/checkpoint, which is removed once done);
-    `task` tells data-parallel workers how to rebuild a model they cannot derive themselves."""
-    result = train_detector(det, ctx.index("train"), cfg, work, stage=stage, loss_fn=loss_fn, task=task)
+    `task` tells data-parallel workers how to rebuild a model they cannot derive themselves;
+    `in_process` why this training cannot run data-parallel at all."""
+    result = train_detector(
+        det, ctx.index("train"), cfg, work, stage=stage, loss_fn=loss_fn, task=task, in_process=in_process
+    )
     shutil.rmtree(work / "checkpoint", ignore_errors=True)
     return result
 

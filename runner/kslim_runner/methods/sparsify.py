@@ -44,6 +44,7 @@ from kslim_runner.pipeline.state import Row
 from kslim_runner.train.checkpoint import load_checkpoint
 from kslim_runner.train.config import iterations_for
 from kslim_runner.train.loop import Forward, LossFn, default_loss
+from kslim_runner.train.nodes.leader import active, not_multi_node
 
 #: What the row says about speed (Paddle Inference 2.6 has no sparse conv kernels on CPU).
 DENSE_RUNTIME_NOTE = (
@@ -78,12 +79,23 @@ def _schedule(ctx: RunContext, cfg: SparsifyStep, images: int) -> tuple[int, int
     return stable, pruning, tuning
 
 
+#: Why sparsify's fine-tuning runs in the job's own process: data-parallel workers would rebuild the
+#: model without the pruner's masks.
+IN_PROCESS = "data-parallel workers would rebuild the model without the pruner's masks"
+
+
 def check_sparsify(ctx: RunContext, cfg: SparsifyStep) -> None:
-    """Patterns that match nothing and GMP schedules PaddleSlim refuses, before anything trains."""
+    """Patterns that match nothing, GMP schedules PaddleSlim refuses, and a multi-node job that would
+    fine-tune (in one process only), before anything trains."""
     select_params(build_model(model_config(ctx)), cfg)
     images = train_images(ctx)
     if cfg.gmp is not None and images is not None:
         _schedule(ctx, cfg, images)
+    leader = active()
+    if leader is not None and (cfg.gmp is not None or cfg.fine_tune.iterations != 0):
+        raise not_multi_node(
+            "sparsify", leader.nodes.count, IN_PROCESS, "set its fineTune.iterations to 0 (without gmp)"
+        )
 
 
 def make_pruner(det: Detector, cfg: SparsifyStep, chosen: list[str], schedule: Any, start: int) -> Any:
@@ -168,7 +180,6 @@ def run_sparsify(ctx: RunContext, cfg: SparsifyStep, source: Row) -> Row:
             tune = tune.model_copy(update={"iterations": sum(schedule)})
     tcfg = fine_tune_config(ctx, tune)
     if tcfg.processes != 1:
-        # data-parallel workers would rebuild the model without the pruner's masks
         tcfg = tcfg.with_overrides(processes=1)
         notes.append("trained in one process: data parallel does not carry the pruner's masks")
     ckpt = load_checkpoint(work / "checkpoint")
@@ -178,7 +189,11 @@ def run_sparsify(ctx: RunContext, cfg: SparsifyStep, source: Row) -> Row:
         with quiet_paddleslim():
             prune_to_target(pruner, float(cfg.ratio))
     loss_fn = default_loss if cfg.gmp is None else gmp_loss(pruner)
-    result = fine_tune(ctx, det, tcfg, work, "sparsify", loss_fn=loss_fn) if tcfg.iterations > 0 else None
+    result = (
+        fine_tune(ctx, det, tcfg, work, "sparsify", loss_fn=loss_fn, in_process=IN_PROCESS)
+        if tcfg.iterations > 0
+        else None
+    )
     if schedule is not None and tcfg.iterations < schedule[0] + schedule[1]:
         notes.append(
             f"training ({tcfg.iterations} iterations) ended before the GMP schedule reached the ratio "

@@ -24,6 +24,16 @@ def _ap(v: float | None) -> str:
     return "-" if v is None else f"{v * 100:.1f}"
 
 
+def processes(train: dict[str, Any]) -> str:
+    """'1', '2', or '4 on 2 nodes (steps 40, 40, 40, 40)': the ranks, and with several nodes each
+    rank's own count of its steps (a report that shows every worker took part)."""
+    ranks, nodes = train.get("ranks", 1), train.get("nodes", 1)
+    if nodes <= 1:
+        return str(ranks)
+    steps = ", ".join("-" if n is None else str(n) for n in train.get("worker_steps") or [])
+    return f"{ranks} on {nodes} nodes (steps {steps})"
+
+
 def table(report: dict[str, Any]) -> str:
     rows = report["rows"]
     base = rows[0]
@@ -122,14 +132,16 @@ def render(report: dict[str, Any]) -> str:
             "",
             "## Training",
             "",
-            "| row | steps | resumed at | seconds | s/step | images/s | final loss |",
-            "| :-- | --: | --: | --: | --: | --: | --: |",
+            "| row | steps | resumed at | seconds | s/step | images/s | processes | global batch "
+            "| final loss |",
+            "| :-- | --: | --: | --: | --: | --: | :-- | --: | --: |",
         ]
         for r in trained:
             t = r["train"]
             out.append(
                 f"| {r['label']} | {t['iterations']} | {t['start_step']} | {t['seconds']} "
-                f"| {t['step_seconds']} | {t['images_per_second']} | {_num(t['final_loss'])} |"
+                f"| {t['step_seconds']} | {t['images_per_second']} | {processes(t)} "
+                f"| {t.get('global_batch') or '-'} | {_num(t['final_loss'])} |"
             )
     notes = [(r["label"], n) for r in report["rows"] for n in r.get("notes", [])]
     if notes:

@@ -76,6 +76,16 @@ class TrainResult:
     seconds: float
     step_seconds: float | None
     images_per_second: float | None
+    """All ranks' images per second (the global batch per step)."""
+    ranks: int = 1
+    """Training processes (data-parallel world size)."""
+    nodes: int = 1
+    """Machines (pods) they ran on."""
+    global_batch: int | None = None
+    """Images per optimizer step over all ranks (the batch size is per process)."""
+    worker_steps: list[int | None] | None = None
+    """With several ranks: the steps each ran, by global rank, as each counted them (None: a rank
+    that did not report)."""
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -268,4 +278,6 @@ def _train(
         seconds=round(seconds, 3),
         step_seconds=None if step_s is None else round(step_s, 4),
         images_per_second=None if step_s is None else round(cfg.batch_size * rank.world / step_s, 2),
+        ranks=rank.world,
+        global_batch=cfg.batch_size * rank.world,
     )
