@@ -7,12 +7,14 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import secrets
 import signal
 import socket
 import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,6 +22,7 @@ from typing import Any
 import pytest
 import yaml
 from kubernetes import client
+from support import kube
 from support.controlplane import ControlPlane, log_tail
 from support.kubelet import NODE_NAME
 
@@ -79,13 +82,14 @@ def helm(control_plane: ControlPlane, *args: str) -> str:
     return result.stdout
 
 
-def install_chart(control_plane: ControlPlane, namespace: str) -> str:
+def install_chart(control_plane: ControlPlane, namespace: str, values: Sequence[str] = ()) -> str:
     """The chart with the operator scaled to 0 (it runs as a local process); returns its
-    ServiceAccount. The schema wants replicas >= 1, and nothing would run that pod here anyway."""
+    ServiceAccount. The schema wants replicas >= 1, and nothing would run that pod here anyway.
+    `values`: more `--set` arguments."""
     helm(
         control_plane,
         "install", RELEASE, str(CHART), "--namespace", namespace, "--skip-crds",
-        "--set", "operator.leaderElection=false", "--set", "runner.image.pullPolicy=Never",
+        "--set", "operator.leaderElection=false", "--set", "runner.image.pullPolicy=Never", *values,
     )  # fmt: skip
     control_plane.kubectl(
         "scale", "deployment", "-n", namespace, "-l", f"app.kubernetes.io/instance={RELEASE}", "--replicas=0"
@@ -208,3 +212,47 @@ def start_operator(kubeconfig: Path, logs: Path) -> tuple[subprocess.Popen[bytes
     metrics_url = f"http://127.0.0.1:{metrics_port}/metrics"
     wait_until(lambda: answers(metrics_url), "the operator's /metrics", process, logs / "operator.log")
     return process, metrics_url
+
+
+RELEASE_NAMESPACE_PREFIX = "kslim-e2e-system"
+
+
+@contextlib.contextmanager
+def running_stack(
+    control_plane: ControlPlane, api: client.ApiClient, work: Path, chart_values: Sequence[str] = ()
+) -> Iterator[Stack]:
+    """Namespaces, the artifacts claim, the chart (with `chart_values`), the local kubelet and the
+    operator under the chart's RBAC; everything removed at the end."""
+    logs = work / "logs"
+    logs.mkdir()
+    system = f"{RELEASE_NAMESPACE_PREFIX}-{secrets.token_hex(3)}"
+    namespace = f"kslim-e2e-{secrets.token_hex(3)}"
+    for name in (system, namespace):
+        kube.create_namespace(api, name)
+    control_plane.kubectl("apply", "-n", namespace, "-f", "-", input=json.dumps(claim(ARTIFACTS_CLAIM)))
+    account = install_chart(control_plane, system, chart_values)
+    operator_kubeconfig = service_account_kubeconfig(
+        control_plane, system, account, work / "operator.kubeconfig"
+    )
+    processes: list[subprocess.Popen[bytes]] = []
+    try:
+        processes.append(start_kubelet(control_plane, api, work / "kubelet", logs))
+        operator, metrics_url = start_operator(operator_kubeconfig, logs)
+        processes.append(operator)
+        yield Stack(
+            control_plane=control_plane,
+            api=api,
+            namespace=namespace,
+            kubelet_root=work / "kubelet",
+            metrics_url=metrics_url,
+            logs={"operator": logs / "operator.log", "kubelet": logs / "kubelet.log"},
+        )
+    finally:
+        # Delete the jobs while the operator and the kubelet still run: their pods stop cleanly.
+        control_plane.kubectl("delete", "cjob", "--all", "-n", namespace, "--timeout=30s", check=False)
+        for process in reversed(processes):
+            stop_process(process)
+        control_plane.kubectl("delete", "node", NODE_NAME, "--ignore-not-found", "--wait=false", check=False)
+        helm(control_plane, "uninstall", RELEASE, "--namespace", system)
+        for name in (namespace, system):
+            kube.delete_namespace(api, name)

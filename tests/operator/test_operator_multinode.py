@@ -90,7 +90,8 @@ def test_the_paddlejob_runs_the_runner_pod_on_every_worker() -> None:
     assert body["metadata"]["ownerReferences"][0]["uid"] == "uid-yolo"
     assert body["metadata"]["labels"]["kueue.x-k8s.io/queue-name"] == "q"  # Kueue's Kubeflow integration
     policy = body["spec"]["runPolicy"]
-    assert (policy["cleanPodPolicy"], policy["backoffLimit"], policy["suspend"]) == ("Running", 0, True)
+    assert (policy["cleanPodPolicy"], policy["suspend"]) == ("Running", True)
+    assert "backoffLimit" not in policy  # its path in training-operator deletes the failed pods too
     assert policy["activeDeadlineSeconds"] == 3600 and policy["ttlSecondsAfterFinished"] == 600
     workers = body["spec"]["paddleReplicaSpecs"]["Worker"]
     assert (workers["replicas"], workers["restartPolicy"]) == (2, "Never")

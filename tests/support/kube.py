@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import re
 import secrets
 import time
@@ -64,6 +65,9 @@ def api_client(kubeconfig: Path) -> Iterator[client.ApiClient]:
     api = config.new_client_from_config(config_file=str(kubeconfig))
     with api:
         yield api
+
+
+api_client_for = contextlib.contextmanager(api_client)
 
 
 def temporary_namespace(api: client.ApiClient, hint: str) -> Iterator[str]:

@@ -91,11 +91,9 @@ def build_paddlejob(req: JobRequest, settings: Settings, *, suspend: bool) -> di
     it). cleanPodPolicy Running: when the job ends, workers still running are deleted (nothing is
     left for them to do); finished ones stay, so their logs and termination messages can be read."""
     policy = req.spec.run_policy
-    run_policy: dict[str, Any] = {
-        "cleanPodPolicy": "Running",
-        "backoffLimit": 0,
-        "suspend": suspend,
-    }
+    # No backoffLimit: with restartPolicy Never the first failed worker fails the PaddleJob anyway,
+    # and training-operator's backoff-limit path deletes every pod, the failed one's message with it.
+    run_policy: dict[str, Any] = {"cleanPodPolicy": "Running", "suspend": suspend}
     if policy.active_deadline_seconds is not None:
         run_policy["activeDeadlineSeconds"] = policy.active_deadline_seconds
     if policy.ttl_seconds_after_finished is not None:
