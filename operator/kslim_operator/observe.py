@@ -107,6 +107,11 @@ def count_attempts(job: JobView, pods: list[PodView]) -> int:
     return max(job.attempts, len([p for p in pods if p.terminated or not p.deleting]))
 
 
+def all_workers_succeeded(pods: list[PodView], workers: int) -> bool:
+    done = {p.rank for p in pods if p.rank is not None and p.exit_code == 0 and p.phase == "Succeeded"}
+    return done >= set(range(workers))
+
+
 def _first_failure(failed: list[PodView]) -> PodView | None:
     """The failed pod that explains the outcome: the leader's when it stopped on purpose (a user
     error, the quality gate, the device: its report says why), else the worker that failed first
@@ -305,8 +310,11 @@ def observe(
     # The pod decides before the Job says so (the Job controller batches pod updates for about a
     # second): with one completion, a pod that exited 0 completes the Job, and an exit code the
     # podFailurePolicy maps to FailJob fails it.
-    # (A multi-node job's followers exit 0 whatever happened: only the leader decides.)
+    # (A multi-node job's followers exit 0 whatever happened: only the leader decides; with every
+    # worker done, the job is too, even when training-operator has not said so: it may be down.)
     if job.kind == "Job" and any(p.exit_code == 0 and p.phase == "Succeeded" for p in pods):
+        return observe_complete_job(job, pods)
+    if job.kind == PADDLEJOB_KIND and all_workers_succeeded(pods, req.spec.resources.workers):
         return observe_complete_job(job, pods)
     final = [p for p in pods if p.exit_code in NO_RETRY_EXIT_CODES and p.phase == "Failed" and p.leader]
     if final and not job.suspend:
@@ -375,9 +383,36 @@ def observe(
         )
     if pod_create_failure is not None:
         return observe_pod_create_failure(job, pod_create_failure, now, start_timeout_seconds, attempts)
+    if job.kind == PADDLEJOB_KIND:
+        return observe_paddlejob_without_workers(job, now, start_timeout_seconds)
     return Observation(
         Phase.PENDING, "PodStarting", "waiting for the Job to create the pod", attempts=attempts
     )
+
+
+ENGINE_NOT_RESPONDING = "EngineNotResponding"
+
+
+def observe_paddlejob_without_workers(
+    job: JobView, now: datetime.datetime, start_timeout_seconds: int
+) -> Observation:
+    """An admitted PaddleJob with no worker pods: training-operator creates them within seconds; if
+    it does not within the start timeout it is not running (or refuses them: its Events say why)."""
+    since = parse_time(job.created)
+    waited = (now - since).total_seconds() if since else 0.0
+    message = "waiting for training-operator to create the PaddleJob's worker pods"
+    if start_timeout_seconds > 0 and waited >= start_timeout_seconds:
+        return Observation(
+            Phase.FAILED,
+            ENGINE_NOT_RESPONDING,
+            f"training-operator created no worker pod for the PaddleJob in {int(waited)} s: check that it "
+            f"runs (kubectl get pods -n kubeflow) and the PaddleJob's Events (kubectl describe paddlejob "
+            f"{job.name})",
+            terminal=True,
+            attempts=1,
+            stop_job=True,
+        )
+    return Observation(Phase.PENDING, "PodStarting", message, attempts=1)
 
 
 def observe_pod_create_failure(

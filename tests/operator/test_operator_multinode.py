@@ -3,6 +3,7 @@ back, and what it decides from a PaddleJob and its worker pods (pure; the cluste
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 from typing import Any
 
@@ -209,3 +210,29 @@ def test_forbidden_paddlejobs_is_engine_not_enabled() -> None:
     )
     obs = engine_refused(error)
     assert obs.reason == "EngineNotEnabled" and "multiNode.enabled=true" in obs.message
+
+
+def test_every_worker_done_completes_the_job_even_if_the_engine_has_not_said_so() -> None:
+    """training-operator down at the end: the workers' own outcome still ends the job."""
+    pods = [
+        _worker(0, phase="Succeeded", state=terminated(0, report_text())),
+        _worker(1, phase="Succeeded", state=terminated(0, '{"outcome":"Succeeded"}')),
+    ]
+    obs = _observe(_paddlejob(active=2), pods)
+    assert (obs.phase, obs.reason) == ("Succeeded", "Completed")
+
+
+def test_a_paddlejob_left_without_workers_fails_after_the_start_timeout() -> None:
+    """training-operator not running (or refusing the pods): no silent wait forever."""
+    job = dataclasses.replace(_paddlejob(), created="2026-01-01T00:00:00Z")  # NOW is a minute later
+    waiting = _observe(job, [], start_timeout_seconds=300)
+    assert (waiting.phase, waiting.reason) == ("Pending", "PodStarting")
+    assert "training-operator" in waiting.message
+    late = _observe(job, [], start_timeout_seconds=30)
+    assert (late.phase, late.reason, late.terminal, late.stop_job) == (
+        "Failed",
+        "EngineNotResponding",
+        True,
+        True,
+    )
+    assert "kubectl describe paddlejob yolo" in late.message
