@@ -154,3 +154,94 @@ def test_an_images_archive_is_unpacked(server: str, allowed: None) -> None:
     )
     folder = Remote(spec).fetch(f"{server}/train.tar.gz", "dataset.train.images")
     assert folder.name == "images" and (folder / "a.jpg").read_bytes() == b"jpg"
+
+
+def test_a_name_that_rebinds_to_an_internal_address_is_never_reached(monkeypatch: pytest.MonkeyPatch) -> None:
+    """DNS rebinding: the name answers a public address when checked and an internal one when the
+    connection would resolve it again. The download connects to the checked address, never to a
+    second answer. Stand-ins: 127.0.0.2 plays the public address (is_internal says so here) and
+    127.0.0.1 the internal one, each with its own server."""
+    import socket
+
+    from kslim_runner.storage import addresses
+
+    class Public(Handler):
+        files: ClassVar[dict[str, bytes]] = {"/w.pdparams": b"public weights"}
+
+    class Internal(Handler):
+        files: ClassVar[dict[str, bytes]] = {"/w.pdparams": b"instance credentials"}
+
+    public = http.server.ThreadingHTTPServer(("127.0.0.2", 0), Public)
+    internal = http.server.ThreadingHTTPServer(("127.0.0.1", public.server_address[1]), Internal)
+    internal_hits: list[str] = []
+    Internal.do_GET = lambda self: (internal_hits.append(self.path), Handler.do_GET(self))[1]  # type: ignore[method-assign]
+    for srv in (public, internal):
+        threading.Thread(target=srv.serve_forever, daemon=True).start()
+    port = public.server_address[1]
+    real = socket.getaddrinfo
+    answers = iter(["127.0.0.2"])
+
+    def rebinding(host: object, *args: object, **kwargs: object) -> object:
+        if host == "weights.example":  # first answer public, every later one internal
+            ip = next(answers, "127.0.0.1")
+            return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", (ip, port))]
+        return real(host, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(socket, "getaddrinfo", rebinding)
+    monkeypatch.setattr(addresses, "is_internal", lambda ip: str(ip) != "127.0.0.2")
+    try:
+        path = fetch_http(f"http://weights.example:{port}/w.pdparams", "model.weights")
+        assert path.read_bytes() == b"public weights"
+        assert not internal_hits
+    finally:
+        public.shutdown()
+        internal.shutdown()
+
+
+def test_https_to_the_checked_address_still_verifies_the_names_certificate(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """Connecting to the checked address must not weaken TLS: SNI and the certificate check use the
+    URL's host name (a certificate for another name is refused)."""
+    import socket
+    import ssl
+    import subprocess
+
+    from kslim_runner.storage import addresses
+
+    def certificate(name: str) -> tuple[Path, Path]:
+        key, cert = tmp_path / f"{name}.key", tmp_path / f"{name}.crt"
+        subprocess.run(
+            ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", f"/CN={name}",
+             "-addext", f"subjectAltName=DNS:{name}", "-keyout", str(key), "-out", str(cert)],
+            check=True, capture_output=True,
+        )  # fmt: skip
+        return key, cert
+
+    key, cert = certificate("weights.example")
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.2", 0), Handler)
+    tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    tls.load_cert_chain(cert, key)
+    httpd.socket = tls.wrap_socket(httpd.socket, server_side=True)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    port = httpd.server_address[1]
+    real = socket.getaddrinfo
+
+    def resolve(host: object, *args: object, **kwargs: object) -> object:
+        if host in ("weights.example", "other.example"):
+            return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", ("127.0.0.2", port))]
+        return real(host, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(socket, "getaddrinfo", resolve)
+    monkeypatch.setattr(addresses, "is_internal", lambda ip: str(ip) != "127.0.0.2")
+    monkeypatch.setenv("SSL_CERT_FILE", str(cert))  # trust the test's certificate, as a CA would be
+    try:
+        path = fetch_http(f"https://weights.example:{port}/w.pdparams", "model.weights")
+        assert path.read_bytes() == WEIGHTS
+        with pytest.raises(UserError) as e:  # the same server under a name its certificate does not carry
+            fetch_http(f"https://other.example:{port}/w.pdparams", "model.weights")
+        assert e.value.reason == "BadURL" and "certificate of other.example could not be verified" in str(
+            e.value
+        )
+    finally:
+        httpd.shutdown()

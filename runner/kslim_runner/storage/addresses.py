@@ -4,7 +4,9 @@ A URL in a spec is user input: without this check a job could make the runner fe
 instance metadata (169.254.169.254, credentials included) or a cluster-internal service and publish
 the answer as "weights". Link-local, loopback, private, shared (CGNAT, often pod and service CIDRs)
 and reserved addresses are refused unless the operator allows them (KSLIM_ALLOW_PRIVATE_URLS=1, set
-on runner pods by the operator's KSLIM_OPERATOR_ALLOW_PRIVATE_URLS). Every redirect hop is checked.
+on runner pods by the operator's KSLIM_OPERATOR_ALLOW_PRIVATE_URLS). Every redirect hop is checked,
+and the download connects to the address checked (not to the name, which a DNS-rebinding server
+could answer differently the second time).
 """
 
 from __future__ import annotations
@@ -37,11 +39,14 @@ def is_internal(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
     )
 
 
-def check_host(host: str, port: int, url: str, what: str) -> None:
+def check_host(host: str, port: int, url: str, what: str) -> str | None:
     """Refuse a host that resolves to any internal address (all of them are checked: a name with one
-    public and one internal address could be steered to the internal one)."""
+    public and one internal address could be steered to the internal one). Returns the address the
+    download must connect to: the one checked, so that a name answering differently when the
+    connection resolves it again (DNS rebinding) cannot steer it inside; None when internal
+    addresses are allowed (connect by name)."""
     if private_allowed():
-        return
+        return None
     try:
         infos = socket.getaddrinfo(host, port, proto=socket.IPPROTO_TCP)
     except socket.gaierror as e:
@@ -57,3 +62,4 @@ def check_host(host: str, port: int, url: str, what: str) -> None:
                 f"(KSLIM_OPERATOR_ALLOW_PRIVATE_URLS)",
                 reason="AddressNotAllowed",
             )
+    return str(infos[0][4][0])

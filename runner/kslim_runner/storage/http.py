@@ -24,11 +24,10 @@ from kslim_runner.storage.checksum import CHUNK, check_sha256
 MAX_REDIRECTS = 5
 MAX_BYTES_ENV = "KSLIM_MAX_DOWNLOAD_BYTES"
 DEFAULT_MAX_BYTES = 64 << 30
-_POOL = urllib3.PoolManager(
-    timeout=urllib3.Timeout(connect=10, read=60),
-    # Redirects are followed by hand (to check each hop); connection failures are retried here.
-    retries=urllib3.Retry(total=3, redirect=False, backoff_factor=0.5, status_forcelist=[502, 503, 504]),
-)
+TIMEOUT = urllib3.Timeout(connect=10, read=60)
+# Redirects are followed by hand (to check each hop); connection failures are retried here.
+RETRIES = urllib3.Retry(total=3, redirect=False, backoff_factor=0.5, status_forcelist=[502, 503, 504])
+_POOL = urllib3.PoolManager(timeout=TIMEOUT, retries=RETRIES)
 
 
 def max_bytes() -> int:
@@ -62,10 +61,18 @@ def _open(url: str, what: str) -> urllib3.BaseHTTPResponse:
         parts = urlsplit(current)
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise UserError(f"{what}: {url} redirects to {current}, which is not http(s)", reason="BadURL")
-        check_host(parts.hostname, parts.port or (443 if parts.scheme == "https" else 80), current, what)
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+        address = check_host(parts.hostname, port, current, what)
         try:
-            resp = _POOL.request("GET", current, preload_content=False, redirect=False)
+            resp = _get(current, parts.scheme, parts.hostname, port, address)
         except urllib3.exceptions.HTTPError as e:
+            cause = e.reason if isinstance(e, urllib3.exceptions.MaxRetryError) else e
+            if isinstance(cause, urllib3.exceptions.SSLError):  # a retry would meet the same certificate
+                raise UserError(
+                    f"{what}: the TLS certificate of {parts.hostname} could not be verified ({cause}): fix "
+                    "the URL's host name, or have the server present a certificate a public CA signs",
+                    reason="BadURL",
+                ) from e
             raise StorageUnavailable(
                 f"{what}: {parts.hostname} does not answer ({type(e).__name__}): check the URL and the "
                 "network; the job is retried"
@@ -76,6 +83,27 @@ def _open(url: str, what: str) -> urllib3.BaseHTTPResponse:
             continue
         return resp
     raise UserError(f"{what}: {url} redirects more than {MAX_REDIRECTS} times", reason="BadURL")
+
+
+def _get(url: str, scheme: str, host: str, port: int, address: str | None) -> urllib3.BaseHTTPResponse:
+    """GET `url`, connecting to `address` when given (the checked one: see addresses.check_host),
+    with the URL's host in the Host header and, for https, in SNI and certificate verification."""
+    if address is None:
+        return _POOL.request("GET", url, preload_content=False, redirect=False)
+    pool: urllib3.HTTPConnectionPool
+    if scheme == "https":
+        pool = urllib3.HTTPSConnectionPool(
+            address, port, timeout=TIMEOUT, retries=RETRIES, server_hostname=host, assert_hostname=host
+        )
+    else:
+        pool = urllib3.HTTPConnectionPool(address, port, timeout=TIMEOUT, retries=RETRIES)
+    target = urlsplit(url)
+    path = (target.path or "/") + (f"?{target.query}" if target.query else "")
+    default_port = port == (443 if scheme == "https" else 80)
+    headers = {"Host": host if default_port else f"{host}:{port}"}
+    return pool.urlopen(
+        "GET", path, headers=headers, preload_content=False, redirect=False, release_conn=True
+    )
 
 
 def _status_error(status: int, url: str, what: str) -> Exception:
