@@ -154,26 +154,6 @@ def test_on_failure_makes_a_failed_worker_again(
     assert has_condition(job, "Running")
 
 
-def test_backoff_limit_counts_restarts_of_running_workers(
-    training_operator: TrainingOperator, objects: Objects, kube_api: client.ApiClient
-) -> None:
-    """What backoffLimit reliably counts is the kubelet's restartCount of running pods (restarts in
-    place, which is what OnFailure means on a real node); reaching it fails the job."""
-    ns = objects.namespace
-    objects.create(paddlejob("pj", ns, workers=2, restart_policy="OnFailure", backoff_limit=1))
-    _workers(objects, "pj")
-    set_pod_phase(kube_api, ns, ["pj-worker-0", "pj-worker-1"], "Running")
-    _wait_condition(objects, "pj", "Running")
-
-    set_pod_phase(kube_api, ns, ["pj-worker-1"], "Running", restart_count=1)
-    failed = _wait_condition(objects, "pj", "Failed")
-    assert (failed["reason"], failed["message"]) == (
-        "PaddleJobFailed",
-        "Job pj has failed because it has reached the specified backoff limit",
-    )
-    assert objects.paddlejob("pj")["status"]["completionTime"]
-
-
 def test_validating_webhook_refuses_a_paddlejob_without_a_paddle_container(
     training_operator: TrainingOperator, objects: Objects
 ) -> None:
