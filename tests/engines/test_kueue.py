@@ -184,7 +184,10 @@ def test_gpu_quota_queues_paddlejobs_through_the_kubeflow_integration(
 
     _admitted(objects.paddlejob, "third", _paddlejob_suspended)
     _wait_workers(objects, "third")
-    resumed = condition(objects.paddlejob("third"), "Suspended")
-    assert resumed is not None and (resumed["status"], resumed["reason"]) == ("False", "PaddleJobResumed")
+    resumed = wait_for(  # training-operator writes the condition a moment after Kueue unsuspends
+        lambda: (c := condition(objects.paddlejob("third"), "Suspended")) and c["status"] == "False" and c,
+        "PaddleJob third's Suspended condition False",
+    )
+    assert resumed["reason"] == "PaddleJobResumed"
     finished = condition(objects.workload_of("PaddleJob", "first") or {}, "Finished")
     assert finished is not None and (finished["status"], finished["reason"]) == ("True", "Succeeded")

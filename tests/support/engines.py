@@ -686,6 +686,14 @@ class Kueue(Engine):
             )
         pairs = [f"{key}={value}" for key, value in labels.items()]
         self.control_plane.kubectl("label", "namespace", namespace, "--overwrite", *pairs)
+        # The API server matches webhooks' namespaceSelector against its own cache of namespaces:
+        # until the label reaches it, a job created here would pass Kueue by. Wait for that.
+        probe = batch_job("kueue-manage-probe", namespace, queue="probe", suspend=False)
+        wait_for(
+            lambda: self.dry_run_create(probe)["spec"]["suspend"] is True,
+            f"Kueue's webhook to handle namespace {namespace}",
+            timeout=30,
+        )
 
     def check_webhooks(self) -> None:
         """Kueue's own ResourceFlavor webhooks answer through the apiserver (dry run: nothing stored).
